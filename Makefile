@@ -1,0 +1,35 @@
+# The tutorial's two set-up commands:
+#   make run STEP=03 SERVER=daphne   start one step's server on the default track
+#   make test                        run the whole test suite on both tracks
+# Both create what they need first and reuse it on the next run.
+
+PYTHON ?= python3.11
+TRACK ?= django30
+STEP ?= 01
+SERVER ?= runserver
+PORT ?= 8000
+TRACKS := django30 current
+
+VENV = .venv/$(TRACK)
+
+.PHONY: run test env notebooks lock benchmark
+
+# A track's environment is rebuilt whenever its lock file changes.
+.venv/%/installed: requirements/%.txt
+	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
+	.venv/$*/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	touch $@
+
+env: $(VENV)/installed
+
+run: $(VENV)/installed
+	$(VENV)/bin/python tools/run_step.py --step $(STEP) --server $(SERVER) --port $(PORT)
+
+test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
+	$(PYTHON) tools/run_tests.py $(TRACKS)
+
+notebooks: $(VENV)/installed
+	$(VENV)/bin/jupyter notebook notebooks/
+
+lock:
+	tools/lock_requirements.sh
