@@ -26,7 +26,7 @@ run: $(VENV)/installed
 	$(VENV)/bin/python tools/run_step.py --step $(STEP) --server $(SERVER) --port $(PORT)
 
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
-	$(PYTHON) tools/run_tests.py $(TRACKS)
+	.venv/django30/bin/python tools/run_tests.py $(TRACKS) $(PYTEST_ARGS)
 
 notebooks: $(VENV)/installed
 	$(VENV)/bin/jupyter notebook notebooks/

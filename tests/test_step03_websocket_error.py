@@ -1,0 +1,99 @@
+"""Step 03: a WebSocket sent to plain Django is refused with HTTP 500, and the log says why."""
+
+import inspect
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import REPO_ROOT
+from readme_console import assert_output_shown, find_command
+from step_server import README_COMMANDS, step_server
+
+STEP = REPO_ROOT / "step03_websocket_error"
+DJANGO_ERROR = "Django can only handle ASGI/HTTP connections, not websocket."
+SERVER_LOG_LINE = {
+    "daphne": "ERROR    Exception inside application: " + DJANGO_ERROR,
+    "uvicorn": "ERROR:    Exception in ASGI application",
+}
+
+
+def line_of_the_raise():
+    """Where the installed Django raises the error, read from its source, with the lines above."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    lines, first_line = inspect.getsourcelines(ASGIHandler.__call__)
+    for offset, line in enumerate(lines):
+        if line.strip() == "raise ValueError(":
+            return first_line + offset, lines[: offset + 1]
+    raise AssertionError("ASGIHandler.__call__ no longer raises ValueError(")
+
+
+def test_the_installed_django_still_carries_the_fixme():
+    _, source_up_to_raise = line_of_the_raise()
+    assert "# FIXME: Allow to override this." in source_up_to_raise[-3]
+    assert "!= " in source_up_to_raise[-2] and "http" in source_up_to_raise[-2]
+
+
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def asgi_server(request):
+    with step_server(STEP.name, request.param) as server:
+        server.name = request.param
+        yield server
+
+
+def handshake_status(server, path="/ws/echo/"):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + path, origin=server.http_url, open_timeout=10)
+    return refused.value.response.status_code
+
+
+def test_page_with_the_button_is_served(asgi_server):
+    response = requests.get(asgi_server.http_url + "/", timeout=10)
+    assert response.status_code == 200
+    assert '<button id="send">Send over WebSocket</button>' in response.text
+
+
+def test_websocket_handshake_gets_http_500(asgi_server):
+    assert handshake_status(asgi_server) == 500
+
+
+def test_server_logs_djangos_error_at_the_line_of_the_raise(asgi_server):
+    handshake_status(asgi_server)
+    log = asgi_server.wait_for_log(DJANGO_ERROR)
+    line, _ = line_of_the_raise()
+    assert SERVER_LOG_LINE[asgi_server.name] in log
+    assert f'django/core/handlers/asgi.py", line {line}, in __call__' in log
+    assert "ValueError: " + DJANGO_ERROR in log
+
+
+def test_server_keeps_serving_http_after_the_failed_handshake(asgi_server):
+    handshake_status(asgi_server)
+    assert requests.get(asgi_server.http_url + "/", timeout=10).status_code == 200
+
+
+@pytest.mark.track("django30")
+def test_readme_shows_the_servers_error_output(asgi_server):
+    (shown,) = find_command(STEP / "README.md", README_COMMANDS[asgi_server.name])
+    handshake_status(asgi_server)
+    log = asgi_server.wait_for_log(DJANGO_ERROR)
+    assert_output_shown(shown.output, log, asgi_server.port)
+
+
+def test_runserver_answers_the_handshake_as_a_plain_get_with_404(serve):
+    # runserver speaks WSGI only: the Upgrade header is ignored and Django finds no such URL.
+    server = serve(STEP.name, "runserver")
+    assert handshake_status(server) == 404
+
+
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_browser_page_reports_the_failed_connection(serve, page, server_name):
+    server = serve(STEP.name, server_name)
+    page.goto(server.http_url + "/")
+    page.click("#send")
+    events = page.locator("#events")
+    events.get_by_text("closed with code 1006").wait_for(timeout=10_000)
+    assert "error: the WebSocket connection failed" in events.inner_text()
+    assert "received:" not in events.inner_text()
+    server.wait_for_log(DJANGO_ERROR)
