@@ -1,0 +1,50 @@
+"""The step READMEs tell the truth about their own directories and commands."""
+
+import re
+
+import pytest
+
+from conftest import REPO_ROOT
+from readme_console import console_commands
+from readme_structure import listed_changes, real_changes, shown_tree
+from show_tree import render_tree
+from step_server import README_COMMANDS
+
+STEPS = sorted(p for p in REPO_ROOT.glob("step*_*") if p.is_dir())
+# Commands a README may show that are not server starts, each with the test that covers it.
+OTHER_TESTED_COMMANDS = {
+    # test_requirements.py: requirements.txt pins what the default track's lock installs.
+    "pip install -r requirements.txt",
+}
+
+
+def test_all_five_steps_are_here():
+    assert [p.name[:6] for p in STEPS] == ["step01", "step02", "step03", "step04", "step05"][: len(STEPS)]
+    assert len(STEPS) >= 3
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_every_command_shown_is_one_the_tests_run(step):
+    commands = console_commands(step / "README.md")
+    assert commands, "a step README shows how to run the step"
+    known = set(README_COMMANDS.values()) | OTHER_TESTED_COMMANDS
+    for shown in commands:
+        assert shown.command in known, f"untested command in {step.name}/README.md: {shown.command}"
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_files_section_shows_the_real_tree(step):
+    assert shown_tree((step / "README.md").read_text()) == render_tree(step)
+
+
+@pytest.mark.parametrize("step", STEPS[1:], ids=lambda p: p.name)
+def test_what_changed_lists_exactly_the_real_diff(step):
+    previous = STEPS[STEPS.index(step) - 1]
+    assert listed_changes((step / "README.md").read_text()) == real_changes(previous, step)
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_links_to_other_steps_point_at_real_directories(step):
+    text = (step / "README.md").read_text()
+    for target in re.findall(r"\]\(\.\./(step\d\d_\w+)/?\)", text):
+        assert (REPO_ROOT / target).is_dir(), target
