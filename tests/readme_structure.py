@@ -15,8 +15,9 @@ def section(readme_text, heading):
 
 
 def listed_changes(readme_text):
-    """Paths named at the start of the bullets of "## What changed"."""
-    return set(re.findall(r"^- `([^`]+)`", section(readme_text, "What changed"), re.M))
+    """Paths named at the head of the bullets of "## What changed" (before the first colon)."""
+    heads = re.findall(r"^- ((?:`[^`]+`(?:, )?)+):", section(readme_text, "What changed"), re.M)
+    return {path for head in heads for path in re.findall(r"`([^`]+)`", head)}
 
 
 def shown_tree(readme_text):

@@ -53,11 +53,15 @@ def test_runserver_serves_the_rocket_page(runserver):
     assert ROCKET_TEXT in response.text
 
 
-def test_runserver_does_not_know_asgi(runserver):
-    # runserver is Django's WSGI development server: its banner never mentions ASGI.
-    log = runserver.wait_for_log("Quit the server with CONTROL-C.")
-    assert "Starting development server at " + runserver.http_url + "/" in log
-    assert "ASGI" not in log
+def test_runserver_serves_wsgi_py_and_never_imports_asgi_py():
+    # In verbose mode Python logs "import 'module' # ..." for every module it loads.
+    server = step_server(STEP.name, "runserver", env={"PYTHONVERBOSE": "1"})
+    with server:
+        requests.get(server.http_url + "/", timeout=10)
+        log = server.wait_for_log('"GET / HTTP/1.1" 200')
+    imported = set(re.findall(r"^import '([\w.]+)' #", log, re.M))
+    assert "newtest.wsgi" in imported
+    assert "newtest.asgi" not in imported
 
 
 @pytest.mark.track("django30")

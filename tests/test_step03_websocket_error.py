@@ -1,6 +1,7 @@
 """Step 03: a WebSocket sent to plain Django is refused with HTTP 500, and the log says why."""
 
 import inspect
+import re
 
 import pytest
 import requests
@@ -97,3 +98,33 @@ def test_browser_page_reports_the_failed_connection(serve, page, server_name):
     assert "error: the WebSocket connection failed" in events.inner_text()
     assert "received:" not in events.inner_text()
     server.wait_for_log(DJANGO_ERROR)
+
+
+def test_readme_names_the_line_of_the_raise_for_this_track(track):
+    line, _ = line_of_the_raise()
+    readme = (STEP / "README.md").read_text()
+    claim = {
+        "django30": f"(line {line} of `django/core/handlers/asgi.py`;",
+        "current": f"line {line} in Django 5.2)",
+    }[track]
+    assert claim in readme
+
+
+@pytest.mark.track("django30")
+def test_readme_quotes_the_installed_source_verbatim():
+    from django.core.handlers.asgi import ASGIHandler
+
+    readme = (STEP / "README.md").read_text()
+    quoted = re.search(r"```python\n(.*?)```", readme.split("## Why")[1], re.S).group(1)
+    assert "# FIXME: Allow to override this." in quoted
+    assert quoted in inspect.getsource(ASGIHandler.__call__)
+
+
+def test_browser_console_shows_the_500(serve, page):
+    server = serve(STEP.name, "daphne")
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(server.http_url + "/")
+    page.click("#send")
+    page.locator("#events").get_by_text("closed with code 1006").wait_for(timeout=10_000)
+    assert any("Unexpected response code: 500" in text for text in console), console
