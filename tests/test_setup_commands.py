@@ -1,0 +1,80 @@
+"""The top README's set-up commands do what it says: `make run` serves a step and stops
+cleanly on Ctrl-C, `make test` is what CI runs, and the version table is the lock files'."""
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import REPO_ROOT
+from readme_console import console_commands
+from step_server import README_COMMANDS, free_port
+from test_requirements import locked_versions
+
+README = REPO_ROOT / "README.md"
+SHOWN = [c.command for c in console_commands(README)]
+RUN_COMMANDS = [c for c in SHOWN if c.startswith("make run ")]
+
+
+def test_readme_shows_exactly_one_test_command_and_ci_runs_it():
+    test_commands = [c for c in SHOWN if not c.startswith("make run ")]
+    assert test_commands == ["make test"]
+    ci_script = (REPO_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci_script, re.M)
+
+
+def test_readme_shows_the_run_command_of_the_issue():
+    assert "make run STEP=03 SERVER=daphne" in RUN_COMMANDS
+
+
+@pytest.mark.parametrize("command", sorted(set(RUN_COMMANDS)))
+def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track):
+    port = free_port()
+    argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}"]
+    # A session of its own, so Ctrl-C can be sent to make and everything below it, as a terminal does.
+    make = subprocess.Popen(
+        argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while not any(f"open {url}" in line for line in output):
+            assert time.monotonic() < deadline and make.poll() is None, "".join(output)
+            output.append(make.stdout.readline())
+        assert requests.get(url, timeout=10).status_code == 200
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        remaining, _ = make.communicate(timeout=30)
+    assert make.returncode in (0, 2, -signal.SIGINT), "".join(output) + remaining
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, timeout=5)
+
+
+def test_make_reuses_an_installed_environment(track):
+    # `make -q` exits 0 only when the target is up to date: a second run installs nothing.
+    result = subprocess.run(["make", "-q", f".venv/{track}/installed"], cwd=REPO_ROOT)
+    assert result.returncode == 0
+
+
+def test_plain_commands_in_the_readme_are_the_launchers():
+    block = re.search(r"### The plain commands\n.*?\n\n((?:    [^\n]*\n)+)", README.read_text(), re.S)
+    shown = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    servers = [line for line in shown if not line.startswith(("source ", "cd "))]
+    assert sorted(servers) == sorted(README_COMMANDS.values())
+
+
+def test_version_table_matches_the_lock_files():
+    text = README.read_text()
+    for track in ("django30", "current"):
+        row = re.search(rf"^\| `{track}`.*$", text, re.M).group(0)
+        cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+        locked = locked_versions(track)
+        expected = [locked[p] for p in ("django", "daphne", "channels", "channels-redis", "uvicorn")]
+        assert cells == expected, track
