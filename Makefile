@@ -3,7 +3,8 @@
 #   make test                        run the whole test suite on both tracks
 # Both create what they need first and reuse it on the next run.
 
-PYTHON ?= python3.11
+# Python 3.11 where it is installed under that name, else whatever python3 is.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TRACK ?= django30
 STEP ?= 01
 SERVER ?= runserver
