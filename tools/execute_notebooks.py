@@ -86,25 +86,26 @@ def masked(text):
     return text
 
 
-def output_text(output):
-    """The text a reader sees for one cell output."""
-    if output.output_type == "stream":
-        return f"[{output.name}]\n{output.text}"
-    if output.output_type == "error":
-        return f"[error]\n{output.ename}: {output.evalue}"
-    data = output.get("data", {})
-    if "text/plain" in data:
-        return f"[{output.output_type}]\n{data['text/plain']}"
-    return f"[{output.output_type}: {', '.join(sorted(data))}]"
+def cell_text(cell):
+    """The text a reader sees under one code cell. Streams are joined per stream, because
+    stdout and stderr may interleave differently from one run to the next."""
+    streams = {"stdout": "", "stderr": ""}
+    others = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            streams[output.name] += output.text
+        elif output.output_type == "error":
+            others.append(f"[error] {output.ename}: {output.evalue}")
+        else:
+            data = output.get("data", {})
+            others.append(data.get("text/plain", f"[{', '.join(sorted(data))}]"))
+    parts = [f"[{name}]\n{text}" for name, text in streams.items() if text] + others
+    return masked("\n".join(parts))
 
 
 def cell_outputs(notebook):
-    """Per code cell: its source and its outputs as masked text, for comparing two runs."""
-    return [
-        (cell.source, masked("".join(output_text(output) for output in cell.outputs)))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-    ]
+    """Per code cell: its source and what it shows, masked, for comparing two runs."""
+    return [(cell.source, cell_text(cell)) for cell in notebook.cells if cell.cell_type == "code"]
 
 
 def main(argv):
