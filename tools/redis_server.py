@@ -1,0 +1,68 @@
+"""Start a private redis-server for a test or a benchmark, and always stop it.
+
+It listens on a free loopback port chosen here, never on a Redis that happens to be running,
+and keeps nothing on disk, so every run starts empty. It is a ServerProcess (the one launcher,
+tools/step_server.py) that waits for Redis's PONG instead of an HTTP answer.
+"""
+
+import shutil
+import socket
+import tempfile
+import time
+
+from step_server import HOST, ServerProcess, free_port
+
+
+class RedisServer(ServerProcess):
+    """`with RedisServer() as redis:` gives a running redis-server at `redis.url`."""
+
+    def __init__(self, port=None, executable=None):
+        executable = executable or shutil.which("redis-server") or "redis-server"
+        port = port or free_port()
+        self.data_directory = tempfile.mkdtemp(prefix="redis-")
+        argv = [
+            executable,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",  # no snapshots ...
+            "--appendonly", "no",  # ... and no append-only file: nothing outlives the test
+            "--dir", self.data_directory,
+        ]
+        super().__init__(argv, cwd=self.data_directory, port=port)
+
+    @property
+    def url(self):
+        return f"redis://{self.host}:{self.port}/0"
+
+    def wait_until_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server on port {self.port} exited with "
+                    f"{self.process.returncode}:\n{self.log_text()}"
+                )
+            if self.ping():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server did not answer on port {self.port}:\n{self.log_text()}")
+
+    def ping(self):
+        """True if a Redis answers PING on this port."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def restart(self):
+        """Starts a fresh, empty Redis on the same port, as after an outage; stops it first
+        if it is still running."""
+        self.stop()
+        self.log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+        shutil.rmtree(self.data_directory, ignore_errors=True)
