@@ -5,6 +5,7 @@ and keeps nothing on disk, so every run starts empty. It is a ServerProcess (the
 tools/step_server.py) that waits for Redis's PONG instead of an HTTP answer.
 """
 
+import shlex
 import shutil
 import socket
 import tempfile
@@ -14,15 +15,21 @@ from step_server import HOST, ServerProcess, free_port
 
 
 class RedisServer(ServerProcess):
-    """`with RedisServer() as redis:` gives a running redis-server at `redis.url`."""
+    """`with RedisServer() as redis:` gives a running redis-server at `redis.url`.
 
-    def __init__(self, port=None, executable=None):
-        executable = executable or shutil.which("redis-server") or "redis-server"
+    `command` is the command line to start from, such as a README's
+    `redis-server --port 6379 --save ""`: its port is replaced by `port` (a free one by
+    default), and the flags that keep it private and diskless are added after it."""
+
+    def __init__(self, port=None, command="redis-server"):
         port = port or free_port()
+        argv = shlex.split(command)
+        if "--port" in argv[:-1]:
+            argv[argv.index("--port") + 1] = str(port)
+        else:
+            argv += ["--port", str(port)]
         self.data_directory = tempfile.mkdtemp(prefix="redis-")
-        argv = [
-            executable,
-            "--port", str(port),
+        argv += [
             "--bind", HOST,
             "--save", "",  # no snapshots ...
             "--appendonly", "no",  # ... and no append-only file: nothing outlives the test

@@ -7,6 +7,7 @@ the ones the step READMEs show, with only the address added.
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -41,9 +42,18 @@ def step_directory(step):
 
 
 def command_with_address(readme_command, port, host=HOST):
-    """The README's command with the listening address added, in each server's own syntax."""
+    """The README's command with the listening address added, in each server's own syntax.
+    A port the README names (`daphne --port 8001 ...`) is replaced by `port`."""
     argv = shlex.split(readme_command)
     program = Path(argv[0]).name
+    if "--port" in argv[:-1]:
+        argv[argv.index("--port") + 1] = str(port)
+        if program == "daphne" and "--bind" not in argv:
+            return argv[:1] + ["--bind", host] + argv[1:]
+        if program == "uvicorn" and "--host" not in argv:
+            return argv + ["--host", host]
+        if program in ("daphne", "uvicorn"):
+            return argv
     if program == "python" and argv[1:3] == ["manage.py", "runserver"]:
         return argv + [f"{host}:{port}"]
     if program == "daphne":
@@ -51,6 +61,16 @@ def command_with_address(readme_command, port, host=HOST):
     if program == "uvicorn":
         return argv + ["--host", host, "--port", str(port)]
     raise ValueError(f"don't know how to give an address to: {readme_command}")
+
+
+def split_environment(readme_command):
+    """The `NAME=value` assignments in front of a README's command line, and the command."""
+    words = shlex.split(readme_command)
+    assignments = {}
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        assignments[name] = value
+    return assignments, shlex.join(words)
 
 
 def free_port():
@@ -188,3 +208,16 @@ def step_server(step, server, port=None, env=None, host=HOST):
     port = port or free_port()
     argv = command_with_address(README_COMMANDS[server], port, host)
     return ServerProcess(argv, step_directory(step), port, env=env, host=host)
+
+
+def readme_server(step, readme_command, port=None, env=None, host=HOST):
+    """A ServerProcess (not yet started) for any server command line a README shows, such as
+    `REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application`: its
+    port is replaced by `port` (a free one by default), and `env` overrides its assignments
+    (a test points REDIS_URL at the Redis it started)."""
+    assignments, command = split_environment(readme_command)
+    port = port or free_port()
+    argv = command_with_address(command, port, host)
+    return ServerProcess(
+        argv, step_directory(step), port, env={**assignments, **(env or {})}, host=host
+    )
