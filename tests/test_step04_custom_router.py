@@ -216,6 +216,13 @@ def test_a_client_that_vanishes_right_after_connecting_is_let_go(asgi_server):
     assert_still_serving(asgi_server)
 
 
+def test_runserver_still_answers_the_handshake_with_404(serve):
+    # runserver is WSGI: it never loads asgi.py, so the router changes nothing there.
+    server = serve(STEP.name, "runserver")
+    assert refusal_status(server) == 404
+    assert requests.get(server.http_url + "/", timeout=30).status_code == 200
+
+
 # --- load, bounded ----------------------------------------------------------------------------
 
 CLIENTS = 200
