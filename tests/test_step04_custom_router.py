@@ -151,6 +151,16 @@ def test_a_message_exactly_at_the_limit_is_echoed(asgi_server):
     assert echo(asgi_server, text, data) == [text, data]
 
 
+def test_an_empty_message_is_echoed_by_uvicorn_and_dropped_by_daphne(asgi_server):
+    # The app sends the empty echo (tests/inprocess/step04 shows it); Daphne's ws_protocol
+    # only sends a payload that is truthy, so "" and b"" never leave it. The README says so.
+    with connect(asgi_server.ws_url + "/ws/echo/", origin=asgi_server.http_url, open_timeout=30) as ws:
+        ws.send("")
+        ws.send("after the empty one")
+        first = ws.recv(timeout=30)
+    assert first == ("after the empty one" if asgi_server.name == "daphne" else "")
+
+
 # --- bad input: each gets its stated answer, and everyone else is still served -----------------
 
 

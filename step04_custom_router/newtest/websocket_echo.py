@@ -20,6 +20,7 @@ MESSAGE_TOO_BIG_PRIVATE_RANGE = 4009  # the same, where a server allows no 1xxx 
 
 
 async def websocket_echo(scope, receive, send):
+    """Accepts a same-site handshake to /ws/echo/, then sends every message back as it came."""
     await receive()  # websocket.connect: the client asks for the handshake
     refusal = reason_to_refuse(scope)
     if refusal:
@@ -48,7 +49,7 @@ async def websocket_echo(scope, receive, send):
 
 async def close_as_message_too_big(send):
     """Closes with 1009, RFC 6455's code for a message too big. Daphne (through autobahn) lets
-    an application close only with 1000 or 3000-4999, so there the same code goes out as 4009."""
+    an application close only with 1000 or 3000-4999, so there it closes with 4009 instead."""
     try:
         await send({
             "type": "websocket.close",
