@@ -52,15 +52,21 @@ def kernel_manager(kernel_dir, python=sys.executable):
 def execute(notebook, python=sys.executable):
     """Run every cell of `notebook` (a NotebookNode, changed in place) in a fresh kernel."""
     with tempfile.TemporaryDirectory(prefix="tutorial-kernel-") as kernel_dir:
+        manager = kernel_manager(kernel_dir, python)
         client = NotebookClient(
             notebook,
-            km=kernel_manager(kernel_dir, python),
+            km=manager,
             timeout=CELL_TIMEOUT_SECONDS,
             resources={"metadata": {"path": str(NOTEBOOKS)}},
             allow_errors=False,  # a cell that raises fails the run: claims are assertions
             record_timing=False,  # timings would churn every diff of the committed files
         )
-        client.execute()
+        try:
+            client.execute()
+        finally:
+            # nbclient stops only kernels it created itself; this one was handed to it.
+            if manager.has_kernel:
+                manager.shutdown_kernel(now=False)
     return notebook
 
 
