@@ -9,10 +9,10 @@ Run it as `python bare_wsgi_page.py --port 8000`.
 """
 
 import argparse
-import logging.config
 
+import django
+from django.conf import settings
 from django.core.servers.basehttp import run
-from django.utils.log import DEFAULT_LOGGING
 
 from bare_asgi_echo import PAGE
 
@@ -30,7 +30,9 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    # runserver logs one line per request through Django's logging set-up; so does the floor.
-    logging.config.dictConfig(DEFAULT_LOGGING)
+    # runserver logs one line per request through Django's default logging, which
+    # django.setup() installs; the floor does the same, with no apps and no URLs.
+    settings.configure(DEBUG=True)
+    django.setup()
     print(f"bare WSGI page on http://{args.host}:{args.port}/", flush=True)
     run(args.host, args.port, bare_page, threading=True)

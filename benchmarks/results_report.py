@@ -1,0 +1,423 @@
+"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, and a
+paragraph on step 04's router read from the figures), results.json and benchmark.png, and
+copies the tables and chart into benchmarks/README.md between its results markers.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+README_START = "<!-- results start: written by run_benchmark.py, do not edit by hand -->"
+README_END = "<!-- results end -->"
+ASGI_SERVERS = ("daphne", "uvicorn")
+BARE_ECHO = "bare ASGI echo (floor)"
+STEP04 = "step 04 router"
+STEP05_MEMORY = "step 05 Channels, in-memory"
+STEP05_REDIS = "step 05 Channels, Redis"
+
+
+# --- finding a row and its floors ---------------------------------------------------------
+
+
+def all_rows(summary):
+    return [row for run in summary["tracks"] for row in run["rows"]]
+
+
+def find(rows, **wanted):
+    for row in rows:
+        if all(row[key] == value for key, value in wanted.items()):
+            return row
+    return None
+
+
+def floors(rows, row):
+    """The floors a row is compared with, measured in the same run: {label: floor row}."""
+    same = {"track": row["track"], "section": row["section"], "clients": row["clients"]}
+    if row["section"] == "echo":
+        found = {
+            "bare ASGI": find(rows, subject=BARE_ECHO, server=row["server"], **same),
+            "websockets": find(rows, server="websockets", **same),
+        }
+    else:
+        found = {"floor": find(rows, is_floor=True, server=row["server"], **same)}
+    return {label: floor for label, floor in found.items() if floor is not None}
+
+
+def latency_ratio(row, floor):
+    """How many times the floor's median round trip this row's is."""
+    return row["p50_ms"] / floor["p50_ms"]
+
+
+def time_per_message_ratio(row, floor):
+    """How many times the floor's time per request or message: floor rate / this rate."""
+    return floor["rate"] / row["rate"]
+
+
+def times(value):
+    return f"{value:.2f}×"
+
+
+def number(value):
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def milliseconds(value):
+    if value < 1:
+        return f"{value:.3f}"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def repetition_spread(row, key="p50_ms"):
+    """Largest over smallest repetition: how much this row moved between repetitions."""
+    values = [r[key] for r in row["repetitions"]]
+    return max(values) / min(values)
+
+
+# --- the Markdown -------------------------------------------------------------------------
+
+
+def table(header, lines):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def ratio_cell(row, floor):
+    if floor is None:
+        return "–"
+    if floor is row:
+        return "floor"
+    return f"{times(latency_ratio(row, floor))} / {times(time_per_message_ratio(row, floor))}"
+
+
+def http_table(rows):
+    lines = []
+    for row in (r for r in rows if r["section"] == "http"):
+        floor = floors(rows, row).get("floor")
+        lines.append([
+            row["track"], row["subject"], row["server"], number(row["rate"]),
+            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]), ratio_cell(row, floor),
+        ])
+    return table(
+        ["Track", "Application", "Server", "requests/s", "p50 ms", "p99 ms",
+         "× floor (p50 / time per request)"],
+        lines,
+    )
+
+
+def echo_table(rows, clients):
+    lines = []
+    for row in (r for r in rows if r["section"] == "echo" and r["clients"] == clients):
+        found = floors(rows, row)
+        lines.append([
+            row["track"], row["subject"], row["server"], number(row["rate"]),
+            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]),
+            ratio_cell(row, found.get("bare ASGI")), ratio_cell(row, found.get("websockets")),
+        ])
+    return table(
+        ["Track", "Application", "Server", "messages/s", "p50 ms", "p99 ms",
+         "× bare ASGI echo, same server (p50 / time per message)",
+         "× websockets library (p50 / time per message)"],
+        lines,
+    )
+
+
+def broadcast_table(rows):
+    lines = []
+    for row in (r for r in rows if r["section"] == "broadcast"):
+        floor = floors(rows, row).get("floor")
+        lines.append([
+            row["track"], row["subject"], row["server"], row["processes"],
+            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]), number(row["rate"]),
+            "floor" if floor is row else (times(latency_ratio(row, floor)) if floor else "–"),
+        ])
+    return table(
+        ["Track", "Application", "Server", "Server processes", "p50 ms to reach all",
+         "p99 ms to reach all", "deliveries/s", "× floor (p50)"],
+        lines,
+    )
+
+
+def router_paragraph(rows, track):
+    """Step 04's router against the bare ASGI echo, told from this run's figures."""
+    if not any(r["section"] == "echo" for r in rows):
+        return "(This run did not measure the WebSocket echo.)"
+    one = min(r["clients"] for r in rows if r["section"] == "echo")
+    many = max(r["clients"] for r in rows if r["section"] == "echo")
+
+    def row(subject, server, clients):
+        return find(rows, section="echo", track=track, subject=subject, server=server, clients=clients)
+
+    needed = [row(s, v, c) for s in (BARE_ECHO, STEP04) for v in ASGI_SERVERS for c in (one, many)]
+    if None in needed:
+        return f"(The {track} run did not measure both step 04 and the bare ASGI echo.)"
+
+    parts = []
+    single = []
+    for server in ASGI_SERVERS:
+        step, floor = row(STEP04, server, one), row(BARE_ECHO, server, one)
+        single.append(
+            f"{milliseconds(step['p50_ms'])} ms against {milliseconds(floor['p50_ms'])} ms "
+            f"under {server} ({times(latency_ratio(step, floor))})"
+        )
+    parts.append(
+        f"With one client, a median echo round trip through step 04's router "
+        f"(`route_by_scope_type` handing the socket to `websocket_echo`) takes "
+        f"{single[1]} and {single[0]}, each compared with the bare ASGI echo under the same server."
+    )
+    loaded = []
+    for server in ASGI_SERVERS:
+        step, floor = row(STEP04, server, many), row(BARE_ECHO, server, many)
+        loaded.append(
+            f"{number(step['rate'])} messages/s against {number(floor['rate'])} under {server} "
+            f"({times(time_per_message_ratio(step, floor))} the time per message)"
+        )
+    parts.append(f"With {many} clients at once it echoes {loaded[1]} and {loaded[0]}.")
+
+    ratios = []
+    for server in ASGI_SERVERS:
+        for clients in (one, many):
+            step, floor = row(STEP04, server, clients), row(BARE_ECHO, server, clients)
+            ratios += [latency_ratio(step, floor), time_per_message_ratio(step, floor)]
+    noise = max(
+        repetition_spread(row(s, v, c), key)
+        for s in (BARE_ECHO, STEP04) for v in ASGI_SERVERS for c in (one, many)
+        for key in ("p50_ms", "rate")
+    )
+    worst = max(ratios)
+    parts.append(
+        "Per message the two applications do the same work: await `receive()`, look at the "
+        "size, `send()` the text back. Step 04 reaches into Django only once per connection, "
+        "when `reason_to_refuse()` checks the Origin against ALLOWED_HOSTS at the handshake, "
+        "and the benchmark opens its sockets before it starts the clock."
+    )
+    if worst <= noise:
+        parts.append(
+            f"Accordingly the router's figures stay within {times(worst)} of the floor, inside "
+            f"this run's own noise: the same measurement varied by up to "
+            f"{(noise - 1) * 100:.0f}% between its repetitions. The router costs nothing "
+            f"measurable per message."
+        )
+    else:
+        parts.append(
+            f"In this run the router's worst figure is {times(worst)} the floor, beyond this "
+            f"run's noise (the same measurements varied by up to {(noise - 1) * 100:.0f}% "
+            f"between repetitions): rerun on a quiet machine before reading it as the "
+            f"router's cost."
+        )
+    bare = {server: row(BARE_ECHO, server, one) for server in ASGI_SERVERS}
+    slower, faster = sorted(ASGI_SERVERS, key=lambda s: bare[s]["p50_ms"], reverse=True)
+    server_ratio = latency_ratio(bare[slower], bare[faster])
+    step04_single = max(latency_ratio(row(STEP04, s, one), bare[s]) for s in ASGI_SERVERS)
+    parts.append(
+        f"For scale, the choice of server moves the bare echo's own round trip by "
+        f"{times(server_ratio)} ({slower} against {faster}), "
+        + ("more than" if server_ratio > step04_single else "no more than")
+        + f" the router moves it ({times(step04_single)} at most with one client)."
+    )
+    websockets = find(rows, section="echo", track=track, server="websockets", clients=one)
+    if websockets:
+        parts.append(
+            f"The websockets library's own server, with no ASGI in between, answers one client "
+            f"in {milliseconds(websockets['p50_ms'])} ms "
+            f"({times(latency_ratio(websockets, bare[faster]))} the bare echo under {faster})."
+        )
+    channels = [
+        (label, row(subject, faster, one))
+        for label, subject in (("in-memory", STEP05_MEMORY), ("Redis", STEP05_REDIS))
+    ]
+    channels = [(label, r) for label, r in channels if r]
+    if channels:
+        parts.append(
+            f"Step 05's Channels consumer on the same path, under {faster}, takes "
+            + " and ".join(
+                f"{times(latency_ratio(r, bare[faster]))} the bare echo's round trip with the "
+                f"{label} layer" for label, r in channels
+            ) + "."
+        )
+    return " ".join(parts)
+
+
+def markdown(summary):
+    rows = all_rows(summary)
+    machine = summary["machine"]
+    config = summary["config"]
+    lines = [
+        f"Measured {summary['date']} on {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['os']}, Python {machine['python']}, in {summary['seconds'] / 60:.1f} minutes "
+        f"(configuration `{summary['config_name']}`: {config['warmup']} s warm-up, then "
+        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown).",
+        "",
+        table(
+            ["Track", *summary["tracks"][0]["versions"].keys()],
+            [[run["track"], *run["versions"].values()] for run in summary["tracks"]],
+        ),
+        "",
+        "Ratios are this row ÷ its floor, measured in the same run: p50 is how many times the "
+        "floor's median latency, time per request or message is the floor's rate ÷ this "
+        "rate. 1.00× is as fast as the floor; 2.00× takes twice as long.",
+        "",
+        "### Step 04's router against the bare ASGI echo",
+        "",
+    ]
+    for run in summary["tracks"]:
+        lines += [f"**{run['track']} track.** " + router_paragraph(rows, run["track"]), ""]
+    if any(r["section"] == "http" for r in rows):
+        lines += [
+            f"### HTTP: one page, {config['http_connections']} requests at a time, each on a new connection",
+            "",
+            "The floor is the same server with a bare application that returns a fixed page: "
+            "the bare ASGI app for daphne and uvicorn, runserver's own threaded WSGIServer "
+            "with a bare WSGI app for runserver. The gap is what Django costs per request.",
+            "",
+            http_table(rows),
+            "",
+        ]
+    for clients in sorted({r["clients"] for r in rows if r["section"] == "echo"}):
+        lines += [
+            f"### WebSocket echo, {clients} client{'s' if clients > 1 else ''}",
+            "",
+            echo_table(rows, clients),
+            "",
+        ]
+    if any(r["section"] == "broadcast" for r in rows):
+        lines += [
+            f"### Broadcast: one chat message to all {config['broadcast_clients']} clients of a room",
+            "",
+            "Time from client 0 sending a message until every client in the room, the sender "
+            "included, has received it. With two server processes the clients are split "
+            "between them; only a Redis layer can carry a message across, so the in-memory "
+            "layer is measured with one process. The floor is the bare ASGI room (a set of "
+            "sockets in one process) under the same server.",
+            "",
+            broadcast_table(rows),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# --- the chart ------------------------------------------------------------------------------
+
+
+def grouped_bars(axis, groups, series, ylabel, title):
+    """series: {label: [value or None per group]}."""
+    width = 0.8 / max(1, len(series))
+    for index, (label, values) in enumerate(series.items()):
+        positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        present = [(p, v) for p, v in zip(positions, values) if v is not None]
+        if present:
+            axis.bar([p for p, _ in present], [v for _, v in present], width, label=label)
+    axis.set_xticks(range(len(groups)))
+    axis.set_xticklabels(groups, fontsize=8)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7)
+    axis.grid(axis="y", alpha=0.3)
+
+
+def chart(summary, path):
+    rows = all_rows(summary)
+    tracks = [run["track"] for run in summary["tracks"]]
+    echo_clients = sorted({r["clients"] for r in rows if r["section"] == "echo"})
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+
+    servers = ["runserver", *ASGI_SERVERS]
+    if any(r["section"] == "http" for r in rows):
+        http = {}
+        for track in tracks:
+            for floor, label in ((True, "bare page"), (False, "step 03 page")):
+                http[f"{label}, {track}"] = [
+                    (find(rows, section="http", track=track, server=s, is_floor=floor) or {}).get("rate")
+                    for s in servers
+                ]
+        grouped_bars(axes[0][0], servers, http, "requests/s (higher is better)", "HTTP: one page")
+    else:
+        axes[0][0].axis("off")
+
+    echo_subjects = [BARE_ECHO, STEP04, STEP05_MEMORY, STEP05_REDIS]
+    echo_labels = ["bare ASGI\n(floor)", "step 04\nrouter", "step 05\nin-memory", "step 05\nRedis"]
+    echo_panels = [
+        (axes[0][1], echo_clients[0], "p50_ms", "p50 round trip, ms (lower is better)"),
+        (axes[1][0], echo_clients[-1], "rate", "messages/s (higher is better)"),
+    ] if echo_clients else []
+    if not echo_clients:
+        axes[0][1].axis("off")
+        axes[1][0].axis("off")
+    for axis, clients, key, ylabel in echo_panels:
+        series = {}
+        for track in tracks:
+            for server in ASGI_SERVERS:
+                series[f"{server}, {track}"] = [
+                    (find(rows, section="echo", track=track, subject=s, server=server,
+                          clients=clients) or {}).get(key)
+                    for s in echo_subjects
+                ]
+        grouped_bars(axis, echo_labels, series, ylabel,
+                     f"WebSocket echo, {clients} client{'s' if clients > 1 else ''}")
+        for track, style in zip(tracks, ("--", ":")):
+            websockets = find(rows, section="echo", track=track, server="websockets", clients=clients)
+            if websockets:
+                axis.axhline(websockets[key], color="black", linestyle=style, linewidth=1,
+                             label=f"websockets library, {track}")
+        axis.legend(fontsize=7)
+
+    broadcast = [r for r in rows if r["section"] == "broadcast"]
+    if broadcast:
+        subjects = []
+        for r in broadcast:
+            if (r["subject"], r["processes"]) not in subjects:
+                subjects.append((r["subject"], r["processes"]))
+        series = {}
+        for track in tracks:
+            for server in ASGI_SERVERS:
+                series[f"{server}, {track}"] = [
+                    (find(rows, section="broadcast", track=track, subject=s, processes=p,
+                          server=server) or {}).get("p50_ms")
+                    for s, p in subjects
+                ]
+        labels = [
+            s.replace(" (floor)", "\n(floor)").replace(", ", "\n") + f"\n{p} process{'es' if p > 1 else ''}"
+            for s, p in subjects
+        ]
+        grouped_bars(axes[1][1], labels, series, "p50 ms to reach all (lower is better)",
+                     f"Broadcast to {broadcast[0]['clients']} clients")
+    else:
+        axes[1][1].axis("off")
+
+    machine = summary["machine"]
+    figure.suptitle(
+        f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"{summary['date']} (medians of {summary['config']['repetitions']})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+# --- writing it all ---------------------------------------------------------------------------
+
+
+def write_results(summary, output, readme=None):
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    body = markdown(summary)
+    results_md = output / "results.md"
+    results_md.write_text("# Benchmark results\n\n![benchmark chart](benchmark.png)\n\n" + body + "\n")
+    (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    chart(summary, output / "benchmark.png")
+    written = [results_md, output / "results.json", output / "benchmark.png"]
+    if readme is not None:
+        text = Path(readme).read_text()
+        block = f"{README_START}\n\n![benchmark chart](results/benchmark.png)\n\n{body}\n{README_END}"
+        pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
+        if not pattern.search(text):
+            raise ValueError(f"{readme} has no results markers")
+        Path(readme).write_text(pattern.sub(lambda _: block, text))
+        written.append(Path(readme))
+    return written

@@ -1,0 +1,146 @@
+"""The benchmark keeps working: a tiny run, out of process, on the running track, writes a
+complete table, a paragraph and a chart. The speed figures themselves are never asserted."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, require_tool, running_track
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+# Every row the tables must have, per track: (section, application, server, clients, processes).
+ECHO_APPLICATIONS = [
+    "bare ASGI echo (floor)",
+    "step 04 router",
+    "step 05 Channels, in-memory",
+    "step 05 Channels, Redis",
+]
+EXPECTED_ROWS = (
+    [("http", app, server, 2, 1)
+     for server in ("runserver", "daphne", "uvicorn")
+     for app in ("bare page (floor)", "step 03 page")]
+    + [("echo", "websockets library (floor)", "websockets", clients, 1) for clients in (1, 3)]
+    + [("echo", app, server, clients, 1)
+       for clients in (1, 3) for server in ("daphne", "uvicorn") for app in ECHO_APPLICATIONS]
+    + [("broadcast", app, server, 5, processes)
+       for server in ("daphne", "uvicorn")
+       for app, processes in (("bare ASGI room (floor)", 1), ("step 05, in-memory", 1),
+                              ("step 05, Redis", 1), ("step 05, Redis", 2))]
+)
+RATIO = re.compile(r"(\d+\.\d\d)×")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    output = tmp_path_factory.mktemp("benchmark")
+    readme_before = (BENCHMARKS / "README.md").read_text()
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_benchmark.py"), "--tracks", running_track(),
+         "--config", "tiny", "--output", str(output)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert (BENCHMARKS / "README.md").read_text() == readme_before, "wrote to the README"
+    return output, json.loads((output / "results.json").read_text())
+
+
+def table_rows(markdown):
+    """The cells of every data row of every Markdown table."""
+    rows = []
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| Track"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_every_row_is_measured_once(tiny_run):
+    _, results = tiny_run
+    (run,) = results["tracks"]
+    assert run["track"] == running_track()
+    measured = [
+        (r["section"], r["subject"], r["server"], r["clients"], r["processes"]) for r in run["rows"]
+    ]
+    assert sorted(measured) == sorted(EXPECTED_ROWS)
+
+
+def test_every_figure_is_positive_and_every_repetition_kept(tiny_run):
+    _, results = tiny_run
+    for row in results["tracks"][0]["rows"]:
+        assert len(row["repetitions"]) == results["config"]["repetitions"], row["subject"]
+        for figures in [row, *row["repetitions"]]:
+            assert figures["rate"] > 0 and figures["p50_ms"] > 0, row
+            assert figures["p99_ms"] >= figures["p50_ms"], row
+
+
+def test_the_table_has_every_row_with_numbers_and_ratios(tiny_run):
+    output, results = tiny_run
+    markdown = (output / "results.md").read_text()
+    rows = [r for r in table_rows(markdown) if r[0] == running_track() and len(r) > 5]
+    # The versions table has one row per track too; the measurement tables have the rest.
+    measurement_rows = [r for r in rows if r[1] in {e[1] for e in EXPECTED_ROWS}]
+    assert len(measurement_rows) == len(EXPECTED_ROWS)
+    for cells in measurement_rows:
+        figures = [c for c in cells[3:] if re.fullmatch(r"[\d,]+(\.\d+)?", c)]
+        assert len(figures) >= 3, cells
+        assert all(float(f.replace(",", "")) > 0 for f in figures), cells
+        ratio_cells = [c for c in cells if "×" in c or c == "floor"]
+        assert ratio_cells, cells
+        assert all(float(r) > 0 for c in ratio_cells for r in RATIO.findall(c)), cells
+        if "(floor)" in cells[1] and cells[2] != "websockets":
+            assert "floor" in ratio_cells, cells
+
+
+def test_ratios_are_the_figures_divided_by_the_floor(tiny_run):
+    output, results = tiny_run
+    rows = results["tracks"][0]["rows"]
+
+    def find(**wanted):
+        (match,) = [r for r in rows if all(r[k] == v for k, v in wanted.items())]
+        return match
+
+    step, floor = (find(section="echo", subject=s, server="uvicorn", clients=1)
+                   for s in ("step 04 router", "bare ASGI echo (floor)"))
+    expected = (f"{step['p50_ms'] / floor['p50_ms']:.2f}× / "
+                f"{floor['rate'] / step['rate']:.2f}×")
+    markdown = (output / "results.md").read_text()
+    one_client = markdown.split("### WebSocket echo, 1 client\n", 1)[1].split("###", 1)[0]
+    (line,) = [line for line in one_client.splitlines()
+               if line.startswith(f"| {running_track()} | step 04 router | uvicorn |")]
+    assert expected in line
+
+
+def test_the_paragraph_on_step_04_reads_this_runs_figures(tiny_run):
+    output, results = tiny_run
+    markdown = (output / "results.md").read_text()
+    (paragraph,) = [line for line in markdown.splitlines()
+                    if line.startswith(f"**{running_track()} track.**")]
+    step = next(r for r in results["tracks"][0]["rows"]
+                if r["subject"] == "step 04 router" and r["server"] == "uvicorn" and r["clients"] == 1)
+    assert "route_by_scope_type" in paragraph
+    assert f"{step['p50_ms']:.3f} ms" in paragraph or f"{step['p50_ms']:.2f} ms" in paragraph
+    assert "daphne" in paragraph and "uvicorn" in paragraph
+
+
+def test_the_chart_is_a_png_image(tiny_run):
+    output, _ = tiny_run
+    png = output / "benchmark.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(png).shape
+    assert width > 800 and height > 600
+
+
+def test_the_report_is_rewritten_identically_from_the_json(tiny_run, tmp_path):
+    output, _ = tiny_run
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_benchmark.py"),
+         "--report-from", str(output / "results.json"), "--output", str(tmp_path)],
+        cwd=REPO_ROOT, check=True, capture_output=True, timeout=120,
+    )
+    assert (tmp_path / "results.md").read_text() == (output / "results.md").read_text()
+    assert (tmp_path / "benchmark.png").stat().st_size > 0
