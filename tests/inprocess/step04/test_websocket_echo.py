@@ -57,7 +57,8 @@ def test_echoes_text_and_binary_frames_in_order_then_ends_on_disconnect():
     [
         (scope(path="/ws/nope/"), "no WebSocket route for this path"),
         (scope(path="/ws/echo"), "no WebSocket route for this path"),
-        (scope(origin=b"http://evil.example"), "Origin http://evil.example is not in ALLOWED_HOSTS"),
+        (scope(origin=b"http://evil.example"),
+         "Origin http://evil.example is not in ALLOWED_HOSTS"),
         (scope(origin=b"http://127.0.0.1.evil.example:8000"), "is not in ALLOWED_HOSTS"),
         (scope(origin=b"null"), "Origin null is not in ALLOWED_HOSTS"),
         (scope(origin=None), "no Origin header"),
@@ -179,8 +180,8 @@ def test_a_server_that_refuses_1009_gets_4009():
     sent = []
 
     async def daphne_like_send(message):
-        code = message.get("code")
-        if message["type"] == "websocket.close" and code and not (code == 1000 or 3000 <= code <= 4999):
+        code = message.get("code", 1000)
+        if message["type"] == "websocket.close" and not (code == 1000 or 3000 <= code <= 4999):
             raise Exception(f"invalid close code {code} (must be 1000 or from [3000, 4999])")
         sent.append(message)
 
