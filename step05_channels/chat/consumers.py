@@ -29,9 +29,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except Exception as error:
             logger.exception('chat consumer stopped')
+            reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
             try:
-                await send({'type': 'websocket.send', 'text': json.dumps(
-                    {'error': f'the chat stopped working ({type(error).__name__}): reconnect to try again'})})
+                await send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
                 await send({'type': 'websocket.close', 'code': CHAT_FAILED})
             except Exception:
                 pass  # the client has gone already: nobody is left to tell

@@ -13,26 +13,35 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'newtest.settings')
 
-# Set Django up before the imports below: the consumers and the auth middleware use its apps.
-django_asgi_app = get_asgi_application()
+application = get_asgi_application()
 
+# Step 05: Channels in front of Django. HTTP still goes to Django's application; a WebSocket
+# goes, if its Origin is one of ours, through the auth middleware to a consumer picked by path.
+# https://channels.readthedocs.io/en/stable/topics/routing.html
+
+# Imported only now: get_asgi_application() above has set Django up, which these need.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+from channels.security.websocket import (  # noqa: E402
+    AllowedHostsOriginValidator,
+    WebsocketDenier,
+)
+from django.urls import path, re_path  # noqa: E402
 
 from chat.consumers import ChatConsumer  # noqa: E402
 from echo.consumers import EchoConsumer  # noqa: E402
 
-# Channels' routing: https://channels.readthedocs.io/en/stable/topics/routing.html
+django_http = application
+
 websocket_urlpatterns = [
     path('ws/echo/', EchoConsumer.as_asgi()),
     path('ws/chat/<str:room_name>/', ChatConsumer.as_asgi()),
+    # Any other path: refuse the handshake (HTTP 403), instead of URLRouter's error and a 500.
+    re_path(r'', WebsocketDenier.as_asgi()),
 ]
 
-# HTTP goes to Django as before; a WebSocket goes to a consumer, if its Origin is one of ours.
 application = ProtocolTypeRouter({
-    'http': django_asgi_app,
+    'http': django_http,
     'websocket': AllowedHostsOriginValidator(
         AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
     ),

@@ -202,7 +202,9 @@ def test_the_longest_room_name_allowed_works():
 
 def test_a_foreign_origin_is_refused_at_the_handshake():
     async def scenario():
-        for origin in [(b"origin", b"http://evil.example"), None]:
+        # app.localhost: Django 5.2's own DEBUG hosts allow it, Channels' validator does not.
+        foreign = [b"http://evil.example", b"http://127.0.0.1.evil.example", b"http://app.localhost:8000"]
+        for origin in [(b"origin", value) for value in foreign] + [None]:
             headers = [(b"host", b"127.0.0.1:8000")] + ([origin] if origin else [])
             communicator = WebsocketCommunicator(application, "/ws/chat/lobby/", headers=headers)
             accepted, close_code = await communicator.connect(TIMEOUT)
@@ -226,5 +228,16 @@ def test_a_failing_channel_layer_gets_an_error_reply_and_close_4011(monkeypatch)
         reply = await heard(alice)
         assert reply["error"].startswith("the chat stopped working (ConnectionError)")
         assert await alice.receive_output(TIMEOUT) == {"type": "websocket.close", "code": CHAT_FAILED}
+
+    run(scenario)
+
+
+def test_a_path_with_no_consumer_is_refused_at_the_handshake():
+    async def scenario():
+        headers = [(b"host", b"127.0.0.1:8000"), ORIGIN]
+        communicator = WebsocketCommunicator(application, "/ws/nowhere/", headers=headers)
+        accepted, _ = await communicator.connect(TIMEOUT)
+        assert not accepted
+        await communicator.disconnect()
 
     run(scenario)

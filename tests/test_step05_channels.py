@@ -1,0 +1,429 @@
+"""Step 05: Channels serves the echo and a chat with rooms, under real runserver, daphne and
+uvicorn processes; with Redis (a real redis-server started here) the rooms span processes.
+
+Servers without REDIS_URL use the in-memory layer. The scale-out and fault tests start the
+README's own commands: `redis-server --port 6379 --save ""` and two servers with
+`REDIS_URL=... --port ...`, with their ports replaced by free ones.
+"""
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import REPO_ROOT, require_tool
+from readme_console import assert_output_shown, console_commands, find_command
+from redis_server import RedisServer
+from step_server import README_COMMANDS, readme_server, step_server
+
+STEP = REPO_ROOT / "step05_channels"
+README = STEP / "README.md"
+SERVERS = ["runserver", "daphne", "uvicorn"]
+IN_MEMORY = {"REDIS_URL": ""}  # so a REDIS_URL in the caller's environment cannot leak in
+MAX_MESSAGE_LENGTH = 2000  # characters in one chat frame, as the README states
+MAX_ECHO_BYTES = 64 * 1024  # the echo's limit, the same as step 04's
+# Daphne (runserver here runs daphne) lets an app close only with 1000 or 3000-4999.
+ECHO_TOO_BIG = {"runserver": 4009, "daphne": 4009, "uvicorn": 1009}
+BAD_ROOM_NAME = 4008
+CHAT_FAILED = 4011
+QUIET = 2  # seconds a socket must stay silent to show that a message did not reach it
+TIMEOUT = 30
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request):
+    with step_server(STEP.name, request.param, env=IN_MEMORY) as process:
+        process.name = request.param
+        yield process
+
+
+def new_room():
+    return "room-" + uuid.uuid4().hex[:8]
+
+
+def join(server, room):
+    return connect(f"{server.ws_url}/ws/chat/{room}/", origin=server.http_url, open_timeout=TIMEOUT)
+
+
+def say(ws, text):
+    ws.send(json.dumps({"message": text}))
+
+
+def heard(ws):
+    return json.loads(ws.recv(timeout=TIMEOUT))
+
+
+def hears_nothing(ws):
+    with pytest.raises(TimeoutError):
+        print("unexpected:", ws.recv(timeout=QUIET))
+    return True
+
+
+def closed_with(ws):
+    """The close code the server sent, once the socket has ended."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            print("before the close:", ws.recv(timeout=TIMEOUT))
+    return closed.value.rcvd.code
+
+
+def handshake_status(server, path, origin):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + path, origin=origin, open_timeout=TIMEOUT)
+    return refused.value.response.status_code
+
+
+def assert_chat_works(server):
+    room = new_room()
+    with join(server, room) as alice, join(server, room) as bob:
+        say(alice, "still chatting")
+        assert heard(bob) == {"message": "still chatting"}
+        assert heard(alice) == {"message": "still chatting"}
+
+
+# --- rooms under each server, in-memory layer ------------------------------------------------
+
+
+def test_a_message_reaches_every_client_in_its_room_and_none_in_another(server):
+    lobby, kitchen = new_room(), new_room()
+    with join(server, lobby) as alice, join(server, lobby) as bob, join(server, lobby) as dave, \
+            join(server, kitchen) as carol:
+        say(alice, "hello, lobby")
+        for ws in (alice, bob, dave):
+            assert heard(ws) == {"message": "hello, lobby"}
+        say(carol, "hello, kitchen")
+        assert heard(carol) == {"message": "hello, kitchen"}
+        assert hears_nothing(alice) and hears_nothing(bob)  # neither lobby message went over...
+        say(bob, "lobby again")
+        assert heard(alice) == {"message": "lobby again"}
+        assert hears_nothing(carol)  # ...and no lobby message reached the kitchen
+
+
+def test_html_in_a_message_comes_back_exactly_as_sent(server):
+    text = '<script>alert("x")</script> & <b>bold</b>'
+    with join(server, new_room()) as alice:
+        say(alice, text)
+        assert heard(alice) == {"message": text}
+
+
+def test_the_echo_consumer_echoes_text_and_binary_frames(server):
+    binary = bytes(range(256))
+    with connect(server.ws_url + "/ws/echo/", origin=server.http_url, open_timeout=TIMEOUT) as ws:
+        for frame in ["Hello, ASGI!", binary, "ünïcode ✓", "x" * MAX_ECHO_BYTES]:
+            ws.send(frame)
+            assert ws.recv(timeout=TIMEOUT) == frame
+
+
+def test_the_echo_consumer_closes_over_the_limit_like_step_04(server):
+    with connect(server.ws_url + "/ws/echo/", origin=server.http_url, open_timeout=TIMEOUT) as ws:
+        ws.send(os.urandom(MAX_ECHO_BYTES + 1))
+        assert closed_with(ws) == ECHO_TOO_BIG[server.name]
+    assert_chat_works(server)
+
+
+def test_pages_are_served_by_django(server):
+    echo_page = requests.get(server.http_url + "/", timeout=TIMEOUT)
+    assert echo_page.status_code == 200
+    assert '<button id="send">Send over WebSocket</button>' in echo_page.text
+    room_page = requests.get(server.http_url + "/chat/lobby/", timeout=TIMEOUT)
+    assert room_page.status_code == 200
+    assert '<script id="room-name" type="application/json">"lobby"</script>' in room_page.text
+    assert requests.get(server.http_url + "/chat/a!b/", timeout=TIMEOUT).status_code == 404
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+BAD_FRAMES = {
+    "not JSON": ("hello", 'not JSON: send {"message": "<text>"}'),
+    "no message field": ('{"text": "hi"}', 'no "message" text: send {"message": "<text>"}'),
+    "message not text": ('{"message": ["hi"]}', 'no "message" text: send {"message": "<text>"}'),
+    "too long": (
+        json.dumps({"message": "x" * MAX_MESSAGE_LENGTH}),
+        f"message too long: {MAX_MESSAGE_LENGTH + 15} characters, at most {MAX_MESSAGE_LENGTH}",
+    ),
+    "binary": (b'{"message": "hi"}', "send text frames, not binary ones"),
+}
+
+
+@pytest.mark.parametrize("frame, error", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_a_bad_frame_gets_an_error_reply_and_the_room_goes_on(server, frame, error):
+    room = new_room()
+    with join(server, room) as alice, join(server, room) as bob:
+        alice.send(frame)
+        assert heard(alice) == {"error": error}
+        say(alice, "after the bad one")  # the same socket still works...
+        assert heard(bob) == {"message": "after the bad one"}  # ...and the bad frame never reached bob
+        assert heard(alice) == {"message": "after the bad one"}
+    assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("room", ["two%20words", "caf%C3%A9", "a!b", "r" * 95])
+def test_a_room_name_that_cannot_be_a_group_is_refused_with_a_reason(server, room):
+    with join(server, room) as ws:
+        assert heard(ws)["error"].startswith("a room name ")
+        assert closed_with(ws) == BAD_ROOM_NAME
+    assert "Traceback" not in server.log_text()
+    assert_chat_works(server)
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1.evil.example:8000", None])
+def test_a_foreign_or_missing_origin_is_refused_with_403(server, origin):
+    assert handshake_status(server, "/ws/chat/lobby/", origin) == 403
+    assert handshake_status(server, "/ws/echo/", origin) == 403
+    assert_chat_works(server)
+
+
+def test_a_path_with_no_consumer_is_refused_with_403_not_500(server):
+    assert handshake_status(server, "/ws/nowhere/", server.http_url) == 403
+    assert "No route found" not in server.log_text()
+    assert_chat_works(server)
+
+
+def test_runserver_is_the_asgi_server_of_the_installed_channels(serve, track):
+    runserver = serve(STEP.name, "runserver", env=IN_MEMORY)
+    if track == "django30":
+        runserver.wait_for_log("Starting ASGI/Channels version 3.0.5 development server")
+    else:
+        runserver.wait_for_log("Starting ASGI/Daphne version 4.2.3 development server")
+    assert_chat_works(runserver)
+
+
+# --- the README's output -------------------------------------------------------------------------
+
+
+@pytest.mark.track("django30")
+def test_readme_shows_the_servers_output_for_a_chat(server):
+    (shown,) = find_command(README, README_COMMANDS[server.name])
+    requests.get(server.http_url + "/chat/lobby/", timeout=TIMEOUT)
+    with join(server, "lobby") as alice:
+        say(alice, "Hello, room!")
+        heard(alice)
+    if server.name != "uvicorn":  # uvicorn 0.54 logs a WebSocket's opening only
+        server.wait_for_log("DISCONNECT /ws/chat/lobby/")
+    assert_output_shown(shown.output, server.log_text(), server.port)
+
+
+# --- scale-out: two processes, one Redis ----------------------------------------------------------
+
+
+def readme_command(prefix):
+    (found,) = [c.command for c in console_commands(README) if c.command.startswith(prefix)]
+    return found
+
+
+@pytest.fixture
+def redis_server():
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    with RedisServer(command=readme_command("redis-server ")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def daphne_and_uvicorn(redis_url):
+    """The README's two server commands, each on a free port; REDIS_URL as given."""
+    started = []
+    try:
+        for prefix in ("REDIS_URL=redis://127.0.0.1:6379/0 daphne", "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn"):
+            process = readme_server(STEP.name, readme_command(prefix), env={"REDIS_URL": redis_url})
+            started.append(process)
+            process.start()
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+
+
+def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
+    shown = [c.command for c in console_commands(README)]
+    assert 'redis-server --port 6379 --save ""' in shown
+    assert "REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application" in shown
+    assert "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application" in shown
+    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
+        assert daphne.argv[0] == "daphne" and uvicorn.argv[0] == "uvicorn"
+        assert daphne.env["REDIS_URL"] == uvicorn.env["REDIS_URL"] == redis_server.url
+
+
+def test_with_redis_a_message_reaches_the_room_on_the_other_process(redis_server):
+    room, other_room = new_room(), new_room()
+    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
+        with join(daphne, room) as alice, join(uvicorn, room) as bob, join(uvicorn, other_room) as carol:
+            say(alice, "from daphne")
+            assert heard(bob) == {"message": "from daphne"}
+            assert heard(alice) == {"message": "from daphne"}
+            say(bob, "from uvicorn")
+            assert heard(alice) == {"message": "from uvicorn"}
+            assert heard(bob) == {"message": "from uvicorn"}
+            assert hears_nothing(carol)
+        # The room is a sorted set in Redis holding one channel per socket of both processes.
+        assert redis.Redis.from_url(redis_server.url).exists(f"asgi:group:chat_{room}")
+
+
+def test_with_the_in_memory_layer_a_message_stays_in_its_own_process():
+    # The same two commands without Redis: each process has a room of its own by that name.
+    room = new_room()
+    with daphne_and_uvicorn("") as (daphne, uvicorn):
+        with join(daphne, room) as alice, join(daphne, room) as dave, join(uvicorn, room) as bob:
+            say(alice, "from daphne")
+            assert heard(alice) == {"message": "from daphne"}
+            assert heard(dave) == {"message": "from daphne"}  # the same process: delivered
+            assert hears_nothing(bob)  # the other process: never
+            say(bob, "from uvicorn")
+            assert heard(bob) == {"message": "from uvicorn"}
+            assert hears_nothing(alice) and hears_nothing(dave)
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+def test_redis_outage_closes_chats_with_4011_keeps_http_and_recovers(redis_server):
+    room = new_room()
+    with daphne_and_uvicorn(redis_server.url) as servers:
+        daphne, uvicorn = servers
+        with join(daphne, room) as alice, join(uvicorn, room) as bob:
+            say(alice, "before the outage")
+            assert heard(bob) == {"message": "before the outage"}
+            assert heard(alice) == {"message": "before the outage"}
+
+            redis_server.stop()
+            # Every connected socket is told, then closed with the stated code.
+            for ws in (alice, bob):
+                error = heard(ws)["error"]
+                assert error == "the chat stopped working (ConnectionError): reconnect to try again"
+                assert closed_with(ws) == CHAT_FAILED
+
+        for process in servers:
+            assert process.process.poll() is None  # the servers are still running...
+            page = requests.get(process.http_url + f"/chat/{room}/", timeout=TIMEOUT)
+            assert page.status_code == 200  # ...and HTTP does not need Redis
+            with join(process, room) as late:  # a socket opened during the outage is told too
+                assert heard(late)["error"].startswith("the chat stopped working")
+                assert closed_with(late) == CHAT_FAILED
+            assert "chat consumer stopped" in process.log_text()
+
+        redis_server.restart()  # the same port, empty, as after a crash
+        with join(daphne, room) as alice, join(uvicorn, room) as bob:
+            say(bob, "after the outage")
+            assert heard(alice) == {"message": "after the outage"}
+            assert heard(bob) == {"message": "after the outage"}
+
+
+def vanishing_client(server, room):
+    """A chat socket opened by hand whose TCP connection then just ends: no close frame."""
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws/chat/{room}/ HTTP/1.1\r\n"
+            f"Host: {server.host}:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {server.http_url}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, f"the server closed during the handshake: {response!r}"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101 "), response
+    return sock
+
+
+def wait_for_members(redis_client, group_key, count):
+    deadline = time.monotonic() + TIMEOUT
+    while redis_client.zcard(group_key) != count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{group_key} has {redis_client.zcard(group_key)} members, not {count}")
+        time.sleep(0.05)
+
+
+def test_a_client_that_vanishes_leaves_its_group(redis_server):
+    room = new_room()
+    group_key = f"asgi:group:chat_{room}"
+    client = redis.Redis.from_url(redis_server.url)
+    with daphne_and_uvicorn(redis_server.url) as servers:
+        with join(servers[0], room) as alice:
+            wait_for_members(client, group_key, 1)
+            for process in servers:
+                sock = vanishing_client(process, room)
+                wait_for_members(client, group_key, 2)  # it joined...
+                sock.close()
+                wait_for_members(client, group_key, 1)  # ...and its disconnect took it out
+            say(alice, "anyone?")
+            assert heard(alice) == {"message": "anyone?"}
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+
+def open_room(page, server, room):
+    page.goto(f"{server.http_url}/chat/{room}/")
+    page.locator("#status", has_text="connected").wait_for(timeout=TIMEOUT * 1000)
+    return page
+
+
+def send_from(page, text):
+    page.fill("#message", text)
+    page.click("#send")
+
+
+def messages(page):
+    return page.locator("#messages li")
+
+
+def test_browser_pages_in_one_room_see_each_other_and_not_another_room(server, page):
+    lobby, kitchen = new_room(), new_room()
+    alice = open_room(page, server, lobby)
+    bob = open_room(page.context.new_page(), server, lobby)
+    carol = open_room(page.context.new_page(), server, kitchen)
+
+    send_from(alice, "hello from alice")
+    bob.locator("#messages li", has_text="hello from alice").wait_for(timeout=TIMEOUT * 1000)
+    send_from(bob, "hello from bob")
+    alice.locator("#messages li", has_text="hello from bob").wait_for(timeout=TIMEOUT * 1000)
+    send_from(carol, "hello from carol")
+    carol.locator("#messages li", has_text="hello from carol").wait_for(timeout=TIMEOUT * 1000)
+
+    assert messages(alice).all_inner_texts() == ["hello from alice", "hello from bob"]
+    assert messages(bob).all_inner_texts() == ["hello from alice", "hello from bob"]
+    assert messages(carol).all_inner_texts() == ["hello from carol"]
+
+
+def test_browser_shows_html_in_a_message_as_literal_text(server, page):
+    room = new_room()
+    alice = open_room(page, server, room)
+    bob = open_room(page.context.new_page(), server, room)
+    text = '<b id="bold">bold</b><img src="x" onerror="window.injected = true">'
+    send_from(alice, text)
+    bob.locator("#messages li").first.wait_for(timeout=TIMEOUT * 1000)
+    assert messages(bob).all_inner_texts() == [text]
+    assert bob.locator("#messages b, #messages img").count() == 0
+    assert bob.evaluate("window.injected") is None
+
+
+def test_browser_shows_the_error_reply_for_a_message_too_long(server, page):
+    alice = open_room(page, server, new_room())
+    send_from(alice, "x" * MAX_MESSAGE_LENGTH)
+    error = alice.locator("#messages li.error")
+    error.wait_for(timeout=TIMEOUT * 1000)
+    assert error.inner_text().startswith("error: message too long")
+    send_from(alice, "short one")
+    alice.locator("#messages li", has_text="short one").wait_for(timeout=TIMEOUT * 1000)
+    assert alice.locator("#status").inner_text() == "connected"
+
+
+def test_browser_echo_page_of_step_03_now_gets_its_echo(server, page):
+    page.goto(server.http_url + "/")
+    page.click("#send")
+    events = page.locator("#events")
+    events.get_by_text("closed with code 1000").wait_for(timeout=TIMEOUT * 1000)
+    assert "received: Hello, ASGI!" in events.inner_text()
