@@ -12,8 +12,8 @@ uses the same functions to execute the notebooks on every track and to spot stal
 import json
 import re
 import sys
-import tempfile
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import nbformat
