@@ -263,8 +263,8 @@ def test_with_redis_a_message_reaches_the_room_on_the_other_process(redis_server
             assert heard(alice) == {"message": "from uvicorn"}
             assert heard(bob) == {"message": "from uvicorn"}
             assert hears_nothing(carol)
-        # The room is a sorted set in Redis holding one channel per socket of both processes.
-        assert redis.Redis.from_url(redis_server.url).exists(f"asgi:group:chat_{room}")
+            # The room is a sorted set in Redis: one channel per socket, from both processes.
+            assert redis.Redis.from_url(redis_server.url).zcard(f"asgi:group:chat_{room}") == 2
 
 
 def test_with_the_in_memory_layer_a_message_stays_in_its_own_process():
