@@ -13,7 +13,7 @@ TRACKS := django30 current
 
 VENV = .venv/$(TRACK)
 
-.PHONY: run test env notebooks lock benchmark
+.PHONY: run test env notebooks notebook-outputs lock benchmark
 
 # A track's environment is rebuilt whenever its lock file changes.
 .venv/%/installed: requirements/%.txt
@@ -29,8 +29,13 @@ run: $(VENV)/installed
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
 	.venv/django30/bin/python tools/run_tests.py $(TRACKS) $(PYTEST_ARGS)
 
+# Jupyter refuses to start as root unless told to; CI and many containers run as root.
 notebooks: $(VENV)/installed
-	$(VENV)/bin/jupyter notebook notebooks/
+	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+# The committed notebook outputs come from the default track; this regenerates them.
+notebook-outputs: .venv/django30/installed
+	.venv/django30/bin/python tools/execute_notebooks.py
 
 lock:
 	tools/lock_requirements.sh
