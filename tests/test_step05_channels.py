@@ -427,3 +427,15 @@ def test_browser_echo_page_of_step_03_now_gets_its_echo(server, page):
     events = page.locator("#events")
     events.get_by_text("closed with code 1000").wait_for(timeout=TIMEOUT * 1000)
     assert "received: Hello, ASGI!" in events.inner_text()
+
+
+def test_browser_page_tells_of_a_redis_outage(redis_server, page):
+    with daphne_and_uvicorn(redis_server.url) as (daphne, _):
+        alice = open_room(page, daphne, new_room())
+        redis_server.stop()
+        error = alice.locator("#messages li.error")
+        error.wait_for(timeout=TIMEOUT * 1000)
+        assert error.inner_text() == (
+            "error: the chat stopped working (ConnectionError): reconnect to try again"
+        )
+        alice.locator("#status", has_text="disconnected (code 4011)").wait_for(timeout=TIMEOUT * 1000)

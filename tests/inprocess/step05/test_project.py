@@ -36,11 +36,12 @@ def test_runserver_comes_from_daphne_on_channels_4_and_from_channels_on_channels
     assert get_commands()["runserver"] == expected
 
 
-def test_the_runserver_app_comes_before_staticfiles(monkeypatch):
+def test_the_runserver_app_of_the_installed_channels_comes_first(monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
     apps = settings_with(monkeypatch)["INSTALLED_APPS"]
-    assert apps.index(apps[0]) < apps.index("django.contrib.staticfiles")
-    assert apps[0] in ("daphne", "channels")
+    # First, so before staticfiles, whose own runserver would otherwise win.
+    assert apps[0] == ("daphne" if installed_channels_major() >= 4 else "channels")
+    assert "django.contrib.staticfiles" in apps[1:]
     assert len(set(apps)) == len(apps)
 
 
@@ -103,3 +104,12 @@ def test_a_room_name_is_accepted_exactly_when_channels_accepts_its_group_name(ro
     except TypeError:
         channels_accepts = False
     assert (room_name_problem(room) is None) == channels_accepts
+
+
+def test_without_the_rule_a_bad_room_name_would_fail_inside_the_channel_layer():
+    import asyncio
+
+    from channels.layers import InMemoryChannelLayer
+
+    with pytest.raises(TypeError):
+        asyncio.run(InMemoryChannelLayer().group_add(group_name("café"), "specific.channel"))
