@@ -91,7 +91,9 @@ def serve():
         process.stop()
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session: while Playwright's sync API is running it holds an event loop in
+# this thread, and every asyncio.run() in a later test would fail with "running event loop".
+@pytest.fixture
 def chromium_browser():
     chromium = require_tool("chromium", "sudo apt-get install chromium")
     from playwright.sync_api import sync_playwright
