@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -195,6 +196,14 @@ def test_runserver_is_the_asgi_server_of_the_installed_channels(serve, track):
     else:
         runserver.wait_for_log("Starting ASGI/Daphne version 4.2.3 development server")
     assert_chat_works(runserver)
+
+
+def test_code_shown_in_the_readme_is_the_steps_own():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 2
+    sources = [path.read_text() for path in STEP.rglob("*.py")]
+    for block in blocks:
+        assert any(block in source for source in sources), block
 
 
 # --- the README's output -------------------------------------------------------------------------

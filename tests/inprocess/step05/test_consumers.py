@@ -241,3 +241,18 @@ def test_a_path_with_no_consumer_is_refused_at_the_handshake():
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_without_the_last_route_urlrouter_fails_on_an_unknown_path():
+    # Why asgi.py ends websocket_urlpatterns with WebsocketDenier: the servers turn this into a 500.
+    from channels.routing import URLRouter
+
+    from newtest.asgi import websocket_urlpatterns
+
+    async def scenario():
+        router = URLRouter(websocket_urlpatterns[:-1])
+        scope = {"type": "websocket", "path": "/ws/nowhere/", "headers": []}
+        with pytest.raises(ValueError, match="No route found for path"):
+            await router(scope, None, None)
+
+    run(scenario)
