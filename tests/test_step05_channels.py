@@ -290,6 +290,21 @@ def test_with_the_in_memory_layer_a_message_stays_in_its_own_process():
             assert hears_nothing(alice) and hears_nothing(dave)
 
 
+def test_with_redis_a_chat_left_idle_past_the_blocking_reads_still_works(redis_server):
+    # channels-redis blocks 5 s per read; with redis-py 8's default 5 s read timeout these
+    # idle sockets soon fail with TimeoutError (try it: set 5). The settings' 10 s prevent it.
+    room = new_room()
+    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
+        with join(daphne, room) as alice, join(uvicorn, room) as bob:
+            assert hears_nothing(alice)  # nothing arrives while idle, not even an error...
+            time.sleep(10)  # ...through two more of the 5-second blocking reads
+            say(bob, "still there?")
+            assert heard(alice) == {"message": "still there?"}
+            assert heard(bob) == {"message": "still there?"}
+        for process in (daphne, uvicorn):
+            assert "Traceback" not in process.log_text()
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 
