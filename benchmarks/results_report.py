@@ -134,11 +134,11 @@ def broadcast_table(rows):
         lines.append([
             row["track"], row["subject"], row["server"], row["processes"],
             milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]), number(row["rate"]),
-            "floor" if floor is row else (times(latency_ratio(row, floor)) if floor else "–"),
+            ratio_cell(row, floor),
         ])
     return table(
         ["Track", "Application", "Server", "Server processes", "p50 ms to reach all",
-         "p99 ms to reach all", "deliveries/s", "× floor (p50)"],
+         "p99 ms to reach all", "deliveries/s", "× floor (p50 / time per delivery)"],
         lines,
     )
 
@@ -191,10 +191,12 @@ def router_paragraph(rows, track):
     )
     worst = max(ratios)
     parts.append(
-        "Per message the two applications do the same work: await `receive()`, look at the "
-        "size, `send()` the text back. Step 04 reaches into Django only once per connection, "
-        "when `reason_to_refuse()` checks the Origin against ALLOWED_HOSTS at the handshake, "
-        "and the benchmark opens its sockets before it starts the clock."
+        "The router runs once per connection, to pick the application; from then on every "
+        "message goes between the server and `websocket_echo`, which does per message what "
+        "the bare echo does (await `receive()`, `send()` the text back) plus a size check. "
+        "Django is reached once per connection too, when `reason_to_refuse()` checks the "
+        "Origin against ALLOWED_HOSTS at the handshake, and the benchmark opens its sockets "
+        "before it starts the clock."
     )
     if worst <= noise:
         parts.append(
@@ -293,7 +295,9 @@ def markdown(summary):
             "included, has received it. With two server processes the clients are split "
             "between them; only a Redis layer can carry a message across, so the in-memory "
             "layer is measured with one process. The floor is the bare ASGI room (a set of "
-            "sockets in one process) under the same server.",
+            "sockets in one process) under the same server. With "
+            f"{config['rounds']} rounds per repetition, p99 is the slowest round of a "
+            "repetition; deliveries/s is clients × rounds ÷ the rounds' total time.",
             "",
             broadcast_table(rows),
             "",
@@ -304,14 +308,31 @@ def markdown(summary):
 # --- the chart ------------------------------------------------------------------------------
 
 
-def grouped_bars(axis, groups, series, ylabel, title):
-    """series: {label: [value or None per group]}."""
+# One colour per server (or per page), darker for the first track, lighter for the second.
+COLOURS = {
+    "daphne": ("#1f4e99", "#7fa6e0"),
+    "uvicorn": ("#c25400", "#f5a66b"),
+    "bare page": ("#555555", "#b0b0b0"),
+    "step 03 page": ("#2a7d3a", "#8fd19e"),
+}
+
+
+def colour(label, tracks):
+    """Series labels read "<server or page>, <track>"."""
+    name, track = label.rsplit(", ", 1)
+    shades = COLOURS.get(name, ("#444444", "#999999"))
+    return shades[min(tracks.index(track), 1)] if track in tracks else shades[0]
+
+
+def grouped_bars(axis, groups, series, ylabel, title, tracks):
+    """series: {"<name>, <track>": [value or None per group]}."""
     width = 0.8 / max(1, len(series))
     for index, (label, values) in enumerate(series.items()):
         positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
         present = [(p, v) for p, v in zip(positions, values) if v is not None]
         if present:
-            axis.bar([p for p, _ in present], [v for _, v in present], width, label=label)
+            axis.bar([p for p, _ in present], [v for _, v in present], width, label=label,
+                     color=colour(label, tracks))
     axis.set_xticks(range(len(groups)))
     axis.set_xticklabels(groups, fontsize=8)
     axis.set_ylabel(ylabel)
@@ -329,13 +350,14 @@ def chart(summary, path):
     servers = ["runserver", *ASGI_SERVERS]
     if any(r["section"] == "http" for r in rows):
         http = {}
-        for track in tracks:
-            for floor, label in ((True, "bare page"), (False, "step 03 page")):
+        for floor, label in ((True, "bare page"), (False, "step 03 page")):
+            for track in tracks:
                 http[f"{label}, {track}"] = [
                     (find(rows, section="http", track=track, server=s, is_floor=floor) or {}).get("rate")
                     for s in servers
                 ]
-        grouped_bars(axes[0][0], servers, http, "requests/s (higher is better)", "HTTP: one page")
+        grouped_bars(axes[0][0], servers, http, "requests/s (higher is better)",
+                     "HTTP: one page", tracks)
     else:
         axes[0][0].axis("off")
 
@@ -350,15 +372,15 @@ def chart(summary, path):
         axes[1][0].axis("off")
     for axis, clients, key, ylabel in echo_panels:
         series = {}
-        for track in tracks:
-            for server in ASGI_SERVERS:
+        for server in ASGI_SERVERS:
+            for track in tracks:
                 series[f"{server}, {track}"] = [
                     (find(rows, section="echo", track=track, subject=s, server=server,
                           clients=clients) or {}).get(key)
                     for s in echo_subjects
                 ]
         grouped_bars(axis, echo_labels, series, ylabel,
-                     f"WebSocket echo, {clients} client{'s' if clients > 1 else ''}")
+                     f"WebSocket echo, {clients} client{'s' if clients > 1 else ''}", tracks)
         for track, style in zip(tracks, ("--", ":")):
             websockets = find(rows, section="echo", track=track, server="websockets", clients=clients)
             if websockets:
@@ -373,8 +395,8 @@ def chart(summary, path):
             if (r["subject"], r["processes"]) not in subjects:
                 subjects.append((r["subject"], r["processes"]))
         series = {}
-        for track in tracks:
-            for server in ASGI_SERVERS:
+        for server in ASGI_SERVERS:
+            for track in tracks:
                 series[f"{server}, {track}"] = [
                     (find(rows, section="broadcast", track=track, subject=s, processes=p,
                           server=server) or {}).get("p50_ms")
@@ -385,7 +407,7 @@ def chart(summary, path):
             for s, p in subjects
         ]
         grouped_bars(axes[1][1], labels, series, "p50 ms to reach all (lower is better)",
-                     f"Broadcast to {broadcast[0]['clients']} clients")
+                     f"Broadcast to {broadcast[0]['clients']} clients", tracks)
     else:
         axes[1][1].axis("off")
 
