@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -236,8 +237,10 @@ def measurements(sections, config):
 def versions():
     names = ["Django", "daphne", "channels", "channels-redis", "uvicorn", "websockets", "Twisted"]
     found = {name: importlib.metadata.version(name) for name in names}
-    redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-    found["redis-server"] = redis.stdout.split("v=")[1].split()[0] if "v=" in redis.stdout else "?"
+    found["redis-server"] = "not installed"
+    if shutil.which("redis-server"):
+        redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+        found["redis-server"] = redis.stdout.split("v=")[1].split()[0] if "v=" in redis.stdout else "?"
     return found
 
 
@@ -310,6 +313,9 @@ def main():
         print("wrote " + ", ".join(str(p) for p in write_results(summary, args.output, readme)))
         return
 
+    if {"echo", "broadcast"} & set(args.sections) and not shutil.which("redis-server"):
+        sys.exit("redis-server is not installed (sudo apt-get install redis-server); "
+                 "or measure HTTP only: --sections http")
     started = time.monotonic()
     runs = []
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
