@@ -37,5 +37,10 @@ notebooks: $(VENV)/installed
 notebook-outputs: .venv/django30/installed
 	.venv/django30/bin/python tools/execute_notebooks.py
 
+# Every server and step side by side, on both tracks: writes benchmarks/results/ and the
+# results block of benchmarks/README.md. A few minutes; loopback only.
+benchmark: $(foreach track,$(TRACKS),.venv/$(track)/installed)
+	$(VENV)/bin/python benchmarks/run_benchmark.py --tracks $(TRACKS) $(BENCHMARK_ARGS)
+
 lock:
 	tools/lock_requirements.sh

@@ -24,6 +24,7 @@ RUN_COMMANDS = [c for c in SHOWN if c.startswith("make run ")]
 # The other make targets the README shows, and the test file that runs each one.
 TESTED_ELSEWHERE = {
     "make notebooks": "test_notebooks.py",
+    "make benchmark": "test_benchmark.py",
 }
 
 
