@@ -5,6 +5,7 @@ and keeps nothing on disk, so every run starts empty. It is a ServerProcess (the
 tools/step_server.py) that waits for Redis's PONG instead of an HTTP answer.
 """
 
+import os
 import shlex
 import shutil
 import socket
@@ -49,27 +50,42 @@ class RedisServer(ServerProcess):
                     f"redis-server on port {self.port} exited with "
                     f"{self.process.returncode}:\n{self.log_text()}"
                 )
-            if self.ping():
+            answering = self.answering_process_id()
+            if answering == self.process.pid:
                 return
+            if answering is not None:  # someone else's Redis took the port first: never use it
+                raise RuntimeError(f"port {self.port} is served by another Redis (pid {answering})")
             time.sleep(0.05)
         raise TimeoutError(f"redis-server did not answer on port {self.port}:\n{self.log_text()}")
 
-    def ping(self):
-        """True if a Redis answers PING on this port."""
+    def answering_process_id(self):
+        """The process id of the Redis answering on this port (from INFO), or None if none does."""
         try:
             with socket.create_connection((self.host, self.port), timeout=2) as connection:
-                connection.sendall(b"PING\r\n")
-                return connection.recv(64).startswith(b"+PONG")
+                connection.sendall(b"INFO server\r\n")
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return None
+                    reply += chunk
         except OSError:
-            return False
+            return None
+        line = next(l for l in reply.split(b"\r\n") if l.startswith(b"process_id:"))
+        return int(line.split(b":")[1])
+
+    def ping(self):
+        """True if this Redis answers on its port."""
+        return self.process is not None and self.answering_process_id() == self.process.pid
 
     def restart(self):
         """Starts a fresh, empty Redis on the same port, as after an outage; stops it first
         if it is still running."""
         self.stop()
+        os.makedirs(self.data_directory, exist_ok=True)
         self.log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
         return self.start()
 
-    def __exit__(self, *exc_info):
-        self.stop()
+    def stop(self, timeout=10):
+        super().stop(timeout)
         shutil.rmtree(self.data_directory, ignore_errors=True)
