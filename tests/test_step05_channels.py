@@ -251,6 +251,15 @@ def daphne_and_uvicorn(redis_url):
             process.stop()
 
 
+def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
+    second = RedisServer(port=redis_server.port)
+    # Either it sees the other Redis answering, or its own redis-server fails to bind first.
+    with pytest.raises(RuntimeError, match="served by another Redis|exited with"):
+        second.start()
+    assert second.process.poll() is not None  # the one that lost the port is stopped
+    assert redis_server.ping()  # and the one already there is untouched
+
+
 def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
     shown = [c.command for c in console_commands(README)]
     assert 'redis-server --port 6379 --save ""' in shown
