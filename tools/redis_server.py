@@ -12,7 +12,7 @@ import socket
 import tempfile
 import time
 
-from step_server import HOST, ServerProcess, free_port
+from step_server import HOST, ServerProcess, free_port, new_log_file
 
 
 class RedisServer(ServerProcess):
@@ -83,7 +83,7 @@ class RedisServer(ServerProcess):
         if it is still running."""
         self.stop()
         os.makedirs(self.data_directory, exist_ok=True)
-        self.log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        self.log_file = new_log_file()
         return self.start()
 
     def stop(self, timeout=10):

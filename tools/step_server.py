@@ -5,6 +5,7 @@ reader, and the test suite uses it to serve a step to a test. The commands it ru
 the ones the step READMEs show, with only the address added.
 """
 
+import atexit
 import contextlib
 import os
 import re
@@ -100,9 +101,7 @@ class ServerProcess:
         self.port = port
         self.host = host
         self.env = python_environment(env)
-        self.log_file = tempfile.NamedTemporaryFile(
-            prefix="server-", suffix=".log", delete=False
-        )
+        self.log_file = new_log_file()
         self.process = None
 
     @property
@@ -191,6 +190,18 @@ class ServerProcess:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def new_log_file():
+    """A file for a server's output, readable after the server stops, removed when we exit."""
+    log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+    atexit.register(_remove_if_present, log_file.name)
+    return log_file
+
+
+def _remove_if_present(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _group_alive(pgid):
