@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -64,8 +65,14 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track):
             output.append(make.stdout.readline())
         assert requests.get(url, timeout=10).status_code == 200
     finally:
+        # The server runs in a session of its own, so it is found now, while make is its ancestor.
+        started = psutil.Process(make.pid).children(recursive=True)
         os.killpg(make.pid, signal.SIGINT)
         remaining, _ = make.communicate(timeout=30)
+        _, still_running = psutil.wait_procs(started, timeout=15)
+        for process in still_running:
+            process.kill()
+    assert not still_running, f"left running after Ctrl-C: {still_running}"
     assert make.returncode in (0, 2, -signal.SIGINT), "".join(output) + remaining
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=5)

@@ -17,25 +17,30 @@ def main():
 
     server = step_server(args.step, args.server, port=args.port)
     print(f"$ cd {server.cwd.name} && {' '.join(server.argv)}", flush=True)
-    server.start()
-    print(server.log_text(), end="", flush=True)
-    print(f"\nServing {server.cwd.name} with {args.server}: open http://{HOST}:{args.port}/", flush=True)
-    print("Press Ctrl-C to stop.", flush=True)
-    # Stop the server on Ctrl-C and on SIGTERM alike, and pass its log through meanwhile.
+    # Stop the server on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    shown = len(server.log_text())
+    shown = 0
+    # Everything from the start on is inside try, so a Ctrl-C at any moment stops the server.
     try:
+        server.start()
+        shown = show_new_output(server, shown)
+        print(f"\nServing {server.cwd.name} with {args.server}: open http://{HOST}:{args.port}/", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
         while server.process.poll() is None:
-            log = server.log_text()
-            print(log[shown:], end="", flush=True)
-            shown = len(log)
+            shown = show_new_output(server, shown)
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
-        print(server.log_text()[shown:], end="", flush=True)
+        show_new_output(server, shown)
 
+
+def show_new_output(server, shown):
+    """Passes the server's log through; returns how much of it has been shown."""
+    log = server.log_text()
+    print(log[shown:], end="", flush=True)
+    return len(log)
 
 if __name__ == "__main__":
     main()
