@@ -6,10 +6,8 @@ echoes for others, still serves HTTP, and holds no connection it should have let
 """
 
 import asyncio
-import base64
 import http.server
 import os
-import socket
 import struct
 import threading
 import time
@@ -22,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import CHROMIUM_ARGS, REPO_ROOT, require_tool
+from raw_websocket import raw_handshake
 from readme_console import assert_output_shown, find_command
 from step_server import README_COMMANDS, free_port, step_server
 
@@ -97,28 +96,6 @@ def assert_still_serving(server):
     wait_until_no_connections(server)
     log = server.log_text()
     assert "Traceback" not in log and "took too long to shut down" not in log, log
-
-
-def raw_handshake(server):
-    """A WebSocket opened by hand on a plain socket, so a test can break the protocol on purpose."""
-    sock = socket.create_connection((server.host, server.port), timeout=30)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            "GET /ws/echo/ HTTP/1.1\r\n"
-            f"Host: {server.host}:{server.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {server.http_url}\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, f"the server closed during the handshake: {response!r}"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101 "), response
-    return sock
 
 
 def client_frame(opcode, payload, final=True, announced_length=None):
@@ -204,7 +181,7 @@ def test_a_message_over_the_limit_is_closed_by_the_app(asgi_server):
 
 def test_a_client_that_disconnects_mid_message_is_let_go(asgi_server):
     ended = asgi_server.log_text().count(DAPHNE_ENDED_LOG)
-    sock = raw_handshake(asgi_server)
+    sock = raw_handshake(asgi_server, "/ws/echo/")
     assert len(open_connections(asgi_server)) == 1
     # The first fragment of a text message, then a continuation promising 1000 bytes but
     # bringing 10, then the client is gone without a close frame.
@@ -226,7 +203,7 @@ def test_a_client_that_closes_right_after_connecting_gets_a_normal_close(asgi_se
 
 def test_a_client_that_vanishes_right_after_connecting_is_let_go(asgi_server):
     ended = asgi_server.log_text().count(DAPHNE_ENDED_LOG)
-    sock = raw_handshake(asgi_server)
+    sock = raw_handshake(asgi_server, "/ws/echo/")
     assert len(open_connections(asgi_server)) == 1
     sock.close()  # no close frame: the TCP connection just ends
     wait_until_no_connections(asgi_server)

@@ -6,12 +6,10 @@ README's own commands: `redis-server --port 6379 --save ""` and two servers with
 `REDIS_URL=... --port ...`, with their ports replaced by free ones.
 """
 
-import base64
 import contextlib
 import json
 import os
 import re
-import socket
 import time
 import uuid
 
@@ -22,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import REPO_ROOT, require_tool
+from raw_websocket import raw_handshake
 from readme_console import assert_output_shown, console_commands, find_command
 from redis_server import RedisServer
 from step_server import README_COMMANDS, readme_server, step_server
@@ -349,28 +348,6 @@ def test_redis_outage_closes_chats_with_4011_keeps_http_and_recovers(redis_serve
             assert heard(bob) == {"message": "after the outage"}
 
 
-def vanishing_client(server, room):
-    """A chat socket opened by hand whose TCP connection then just ends: no close frame."""
-    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws/chat/{room}/ HTTP/1.1\r\n"
-            f"Host: {server.host}:{server.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {server.http_url}\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, f"the server closed during the handshake: {response!r}"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101 "), response
-    return sock
-
-
 def wait_for_members(redis_client, group_key, count):
     deadline = time.monotonic() + TIMEOUT
     while redis_client.zcard(group_key) != count:
@@ -387,7 +364,7 @@ def test_a_client_that_vanishes_leaves_its_group(redis_server):
         with join(servers[0], room) as alice:
             wait_for_members(client, group_key, 1)
             for process in servers:
-                sock = vanishing_client(process, room)
+                sock = raw_handshake(process, f"/ws/chat/{room}/", timeout=TIMEOUT)
                 wait_for_members(client, group_key, 2)  # it joined...
                 sock.close()
                 wait_for_members(client, group_key, 1)  # ...and its disconnect took it out
