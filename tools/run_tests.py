@@ -1,12 +1,13 @@
 """`make test`: the whole suite, on every track named on the command line.
 
-Per track, one pytest process runs everything that talks to steps from outside (servers,
-browsers, READMEs, notebooks), and each directory under tests/inprocess/ gets a pytest
-process of its own, because every step's package is called `newtest` and one Python
+The tracks run side by side. Per track, one pytest process runs everything that talks to
+steps from outside (servers, browsers, READMEs, notebooks), and each directory under
+tests/inprocess/ gets a pytest process of its own, because every step's package is called `newtest` and one Python
 process can import only one of them. At the end it checks that no process started by the
 run is still alive, and prints one summary line for the whole run.
 """
 
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -48,6 +49,26 @@ def leftover_processes(run_id):
     return found
 
 
+def run_track(track, extra_args):
+    """Runs one track's pytest processes one after the other; returns output, counts, failures."""
+    output, failures = [], []
+    totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    for label, argv in pytest_runs(track, extra_args):
+        result = subprocess.run(
+            argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        output.append(f"\n===== track {track}: {label} =====\n{result.stdout}")
+        summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        for outcome in ("passed", "failed", "skipped"):
+            totals[outcome] += count(outcome, summary)
+        totals["errors"] += count("error", summary)
+        print(f"track {track}, {label}: {summary.strip('= ')}", flush=True)
+        # Exit code 5 means "no tests collected": a broken run, never a pass.
+        if result.returncode != 0:
+            failures.append(f"{track}: {label} (pytest exit code {result.returncode})")
+    return "".join(output), totals, failures
+
+
 def main():
     tracks = [a for a in sys.argv[1:] if not a.startswith("-")] or ["django30", "current"]
     extra_args = [a for a in sys.argv[1:] if a.startswith("-")]
@@ -56,18 +77,17 @@ def main():
     totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
     failures = []
     started = time.monotonic()
-    for track in tracks:
-        for label, argv in pytest_runs(track, extra_args):
-            print(f"\n===== track {track}: {label} =====", flush=True)
-            result = subprocess.run(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-            sys.stdout.write(result.stdout)
-            summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-            for outcome in ("passed", "failed", "skipped"):
-                totals[outcome] += count(outcome, summary)
-            totals["errors"] += count("error", summary)
-            # Exit code 5 means "no tests collected": a broken run, never a pass.
-            if result.returncode != 0:
-                failures.append(f"{track}: {label} (pytest exit code {result.returncode})")
+    # The tracks run side by side (the servers under test take free ports, so they never
+    # collide); each track's output is printed whole when that track is done.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(tracks)) as pool:
+        runs = {pool.submit(run_track, track, extra_args): track for track in tracks}
+        for finished in concurrent.futures.as_completed(runs):
+            output, track_totals, track_failures = finished.result()
+            sys.stdout.write(output)
+            sys.stdout.flush()
+            for outcome, number in track_totals.items():
+                totals[outcome] += number
+            failures += track_failures
 
     time.sleep(1)
     leftovers = leftover_processes(run_id)
