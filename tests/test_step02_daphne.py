@@ -32,14 +32,16 @@ def test_asgi_server_serves_the_admin_login_through_django(asgi_server):
 
 
 def test_asgi_server_logs_the_request(asgi_server):
+    logged_before = len(asgi_server.log_text())
     requests.get(asgi_server.http_url + "/", timeout=10)
     expected = {"daphne": '"GET /" 200', "uvicorn": '"GET / HTTP/1.1" 200 OK'}[asgi_server.name]
-    asgi_server.wait_for_log(expected)
+    asgi_server.wait_for_log(expected, since=logged_before)
 
 
 @pytest.mark.track("django30")
 def test_readme_shows_the_servers_output(asgi_server):
     (shown,) = find_command(STEP / "README.md", README_COMMANDS[asgi_server.name])
+    logged_before = len(asgi_server.log_text())
     requests.get(asgi_server.http_url + "/", timeout=10)
-    log = asgi_server.wait_for_log(" 200")
+    log = asgi_server.wait_for_log(" 200", since=logged_before)
     assert_output_shown(shown.output, log, asgi_server.port)

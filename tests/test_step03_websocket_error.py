@@ -61,8 +61,9 @@ def test_websocket_handshake_gets_http_500(asgi_server):
 
 
 def test_server_logs_djangos_error_at_the_line_of_the_raise(asgi_server):
+    logged_before = len(asgi_server.log_text())
     handshake_status(asgi_server)
-    log = asgi_server.wait_for_log(DJANGO_ERROR)
+    log = asgi_server.wait_for_log(DJANGO_ERROR, since=logged_before)
     line, _ = line_of_the_raise()
     assert SERVER_LOG_LINE[asgi_server.name] in log
     assert f'django/core/handlers/asgi.py", line {line}, in __call__' in log
@@ -77,8 +78,9 @@ def test_server_keeps_serving_http_after_the_failed_handshake(asgi_server):
 @pytest.mark.track("django30")
 def test_readme_shows_the_servers_error_output(asgi_server):
     (shown,) = find_command(STEP / "README.md", README_COMMANDS[asgi_server.name])
+    logged_before = len(asgi_server.log_text())
     handshake_status(asgi_server)
-    log = asgi_server.wait_for_log(DJANGO_ERROR)
+    log = asgi_server.wait_for_log(DJANGO_ERROR, since=logged_before)
     assert_output_shown(shown.output, log, asgi_server.port)
 
 

@@ -211,12 +211,13 @@ def test_code_shown_in_the_readme_is_the_steps_own():
 @pytest.mark.track("django30")
 def test_readme_shows_the_servers_output_for_a_chat(server):
     (shown,) = find_command(README, README_COMMANDS[server.name])
+    logged_before = len(server.log_text())
     requests.get(server.http_url + "/chat/lobby/", timeout=TIMEOUT)
     with join(server, "lobby") as alice:
         say(alice, "Hello, room!")
         heard(alice)
     if server.name != "uvicorn":  # uvicorn 0.54 logs a WebSocket's opening only
-        server.wait_for_log("DISCONNECT /ws/chat/lobby/")
+        server.wait_for_log("DISCONNECT /ws/chat/lobby/", since=logged_before)
     assert_output_shown(shown.output, server.log_text(), server.port)
 
 

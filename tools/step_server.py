@@ -154,12 +154,13 @@ class ServerProcess:
     def log_text(self):
         return Path(self.log_file.name).read_text(errors="replace")
 
-    def wait_for_log(self, text, timeout=10):
-        """Waits until `text` appears in the log; returns the whole log."""
+    def wait_for_log(self, text, timeout=10, since=0):
+        """Waits until `text` appears in the log after its first `since` characters (take
+        len(log_text()) before acting, to wait for what that action logs); returns the log."""
         deadline = time.monotonic() + timeout
         while True:
             log = self.log_text()
-            if text in log:
+            if text in log[since:]:
                 return log
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not in the server log:\n{log}")
