@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO_ROOT
 
 MARKDOWN_FILES = sorted(
-    p for p in REPO_ROOT.rglob("*.md") if not {".venv", ".git", "node_modules"} & set(p.parts)
+    p for p in REPO_ROOT.rglob("*.md") if not {".venv", ".git", ".pytest_cache", "node_modules"} & set(p.parts)
 )
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 # Backticked repository paths in prose, such as `notebooks/03_....ipynb` or `tools/show_tree.py`.
