@@ -24,7 +24,7 @@ VENV = .venv/$(TRACK)
 env: $(VENV)/installed
 
 run: $(VENV)/installed
-	$(VENV)/bin/python tools/run_step.py --step $(STEP) --server $(SERVER) --port $(PORT)
+	$(VENV)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT)
 
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
 	.venv/django30/bin/python tools/run_tests.py $(TRACKS) $(PYTEST_ARGS)

@@ -1,39 +1,21 @@
-"""Shared fixtures: the running track, real servers, a real browser, and the rules that keep
-the suite honest (no silent skips in CI, no process left behind)."""
+"""The fixture layer: the running track, real servers, a private Redis, a real browser, and
+the rules that keep the suite honest (no silent skips in CI, no process left behind).
 
-import os
-import shutil
+Every server a test talks to is started by one of the fixtures here, through the one
+launcher in tools/server_process.py.
+"""
+
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tools.redis_server import RedisServer
+from tools.step_commands import ASGI_SERVERS, SERVERS, copy_step, migrate, step_server
+from tools.tracks import running_track
 
-from step_server import step_server  # noqa: E402
-
-TRACKS = ("django30", "current")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # This machine has no network: keep Chromium from trying to reach Google's services.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def running_track():
-    """The track whose packages this interpreter has, read from the installed Django."""
-    import django
-
-    return "django30" if django.VERSION[:2] == (3, 0) else "current"
 
 
 def pytest_configure(config):
@@ -60,17 +42,6 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
-def require_tool(name, install_hint):
-    """Path of a system tool; without it, fail in CI and skip with a hint elsewhere."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed; install it with: {install_hint}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def track():
     return running_track()
@@ -78,17 +49,66 @@ def track():
 
 @pytest.fixture
 def serve():
-    """serve(step, server, env=None) starts a real server process and stops it after the test."""
+    """serve(step, server, env=None, directory=None) starts a real server process for the
+    step (or for a copy of it in `directory`) and stops it after the test."""
     started = []
 
-    def start(step, server, env=None):
-        process = step_server(step, server, env=env)
+    def start(step, server, env=None, directory=None):
+        process = step_server(step, server, env=env, directory=directory)
         started.append(process)
         return process.start()
 
     yield start
     for process in started:
         process.stop()
+
+
+def _module_server(request, migrated_step):
+    """The test module's step under the server named by the fixture's parameter. The module
+    says which step (`STEP`), and may set `SERVER_ENV` (a dict) and `SERVE_MIGRATED_COPY`
+    (serve a migrated copy, for steps whose pages or sockets read the database)."""
+    module = request.module
+    directory = migrated_step(module.STEP) if getattr(module, "SERVE_MIGRATED_COPY", False) else None
+    env = getattr(module, "SERVER_ENV", None)
+    return step_server(module.STEP, request.param, env=env, directory=directory)
+
+
+@pytest.fixture(scope="module", params=ASGI_SERVERS)
+def asgi_server(request, migrated_step):
+    """The module's step under daphne, then under uvicorn: one process each, per module."""
+    with _module_server(request, migrated_step) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def any_server(request, migrated_step):
+    """The module's step under runserver, daphne and uvicorn: one process each, per module."""
+    with _module_server(request, migrated_step) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def migrated_step(tmp_path_factory):
+    """migrated_step(step) is a migrated copy of the step, made once per pytest process:
+    tests never write a database into a step directory (both tracks run side by side)."""
+    copies = {}
+
+    def copy(step):
+        if step not in copies:
+            directory = copy_step(step, tmp_path_factory.mktemp("step"))
+            migrate(directory)
+            copies[step] = directory
+        return copies[step]
+
+    return copy
+
+
+@pytest.fixture
+def redis_server():
+    """A private, empty redis-server on a free loopback port, stopped after the test."""
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    with RedisServer() as redis:
+        yield redis
 
 
 # Per test, not per session: while Playwright's sync API is running it holds an event loop in

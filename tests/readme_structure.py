@@ -4,7 +4,7 @@ import filecmp
 import re
 from pathlib import Path
 
-from show_tree import IGNORED
+from tools.show_tree import IGNORED
 
 
 def section(readme_text, heading):

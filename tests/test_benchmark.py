@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, require_tool, running_track
+from tools.repository import REPO_ROOT
+from tests.system_tools import require_tool
+from tools.tracks import running_track
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
 # Every row the tables must have, per track: (section, application, server, clients, processes).

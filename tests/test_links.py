@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT
+from tools.repository import REPO_ROOT
 
 MARKDOWN_FILES = sorted(
     p for p in REPO_ROOT.rglob("*.md") if not {".venv", ".git", ".pytest_cache", "node_modules"} & set(p.parts)

@@ -18,9 +18,10 @@ import urllib.request
 import nbformat
 import pytest
 
-from conftest import REPO_ROOT, running_track
-from execute_notebooks import NOTEBOOKS, cell_outputs, execute, notebook_paths
-from step_server import HOST, free_port
+from tools.repository import REPO_ROOT
+from tools.tracks import running_track
+from tools.execute_notebooks import NOTEBOOKS, cell_outputs, execute, notebook_paths
+from tools.server_process import HOST, free_port
 
 PATHS = notebook_paths()
 EXPECTED = [

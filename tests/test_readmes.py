@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT
-from readme_console import console_commands
-from readme_structure import listed_changes, real_changes, shown_tree
-from show_tree import render_tree
-from step_server import README_COMMANDS
+from tools.repository import REPO_ROOT
+from tests.readme_console import console_commands
+from tests.readme_structure import listed_changes, real_changes, shown_tree
+from tools.show_tree import render_tree
+from tools.step_commands import README_COMMANDS
 
 STEPS = sorted(p for p in REPO_ROOT.glob("step*_*") if p.is_dir())
 # Commands a README may show that are not server starts, each with the test that covers it.

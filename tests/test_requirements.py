@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT
+from tools.repository import REPO_ROOT
 
 STEPS = sorted(p for p in REPO_ROOT.glob("step*_*") if p.is_dir())
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[^\]]+\])?==([^\s;\\]+)", re.M)

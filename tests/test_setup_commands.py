@@ -12,10 +12,11 @@ import psutil
 import pytest
 import requests
 
-from conftest import REPO_ROOT
-from readme_console import console_commands
-from step_server import README_COMMANDS, free_port
-from test_requirements import locked_versions
+from tools.repository import REPO_ROOT
+from tests.readme_console import console_commands
+from tools.step_commands import README_COMMANDS
+from tools.server_process import free_port
+from tests.test_requirements import locked_versions
 
 README = REPO_ROOT / "README.md"
 SHOWN = [c.command for c in console_commands(README)]

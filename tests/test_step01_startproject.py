@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO_ROOT
-from readme_console import assert_output_shown, find_command
-from step_server import README_COMMANDS, step_server
+from tools.repository import REPO_ROOT
+from tests.readme_console import assert_output_shown, find_command
+from tools.step_commands import README_COMMANDS, step_server
 
 STEP = REPO_ROOT / "step01_startproject"
 ROCKET_TEXT = "The install worked successfully! Congratulations!"

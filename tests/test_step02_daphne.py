@@ -3,19 +3,12 @@
 import pytest
 import requests
 
-from conftest import REPO_ROOT
-from readme_console import assert_output_shown, find_command
-from step_server import README_COMMANDS, step_server
+from tools.repository import REPO_ROOT
+from tests.readme_console import assert_output_shown, find_command
+from tools.step_commands import README_COMMANDS, step_server
 
 STEP = REPO_ROOT / "step02_daphne"
 ROCKET_TEXT = "The install worked successfully! Congratulations!"
-
-
-@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def asgi_server(request):
-    with step_server(STEP.name, request.param) as server:
-        server.name = request.param
-        yield server
 
 
 def test_asgi_server_serves_the_rocket_page(asgi_server):
@@ -32,16 +25,16 @@ def test_asgi_server_serves_the_admin_login_through_django(asgi_server):
 
 
 def test_asgi_server_logs_the_request(asgi_server):
-    logged_before = len(asgi_server.log_text())
+    mark = asgi_server.log_mark()
     requests.get(asgi_server.http_url + "/", timeout=10)
     expected = {"daphne": '"GET /" 200', "uvicorn": '"GET / HTTP/1.1" 200 OK'}[asgi_server.name]
-    asgi_server.wait_for_log(expected, since=logged_before)
+    asgi_server.wait_for_log(expected, after=mark)
 
 
 @pytest.mark.track("django30")
 def test_readme_shows_the_servers_output(asgi_server):
     (shown,) = find_command(STEP / "README.md", README_COMMANDS[asgi_server.name])
-    logged_before = len(asgi_server.log_text())
+    mark = asgi_server.log_mark()
     requests.get(asgi_server.http_url + "/", timeout=10)
-    log = asgi_server.wait_for_log(" 200", since=logged_before)
-    assert_output_shown(shown.output, log, asgi_server.port)
+    asgi_server.wait_for_log(" 200", after=mark)
+    assert_output_shown(shown.output, asgi_server.log_text(), asgi_server.port)

@@ -8,9 +8,9 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import REPO_ROOT
-from readme_console import assert_output_shown, find_command
-from step_server import README_COMMANDS, step_server
+from tools.repository import REPO_ROOT
+from tests.readme_console import assert_output_shown, find_command
+from tools.step_commands import README_COMMANDS, step_server
 
 STEP = REPO_ROOT / "step03_websocket_error"
 DJANGO_ERROR = "Django can only handle ASGI/HTTP connections, not websocket."
@@ -37,13 +37,6 @@ def test_the_installed_django_still_carries_the_fixme():
     assert "!= " in source_up_to_raise[-2] and "http" in source_up_to_raise[-2]
 
 
-@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def asgi_server(request):
-    with step_server(STEP.name, request.param) as server:
-        server.name = request.param
-        yield server
-
-
 def handshake_status(server, path="/ws/echo/"):
     with pytest.raises(InvalidStatus) as refused:
         connect(server.ws_url + path, origin=server.http_url, open_timeout=10)
@@ -61,9 +54,9 @@ def test_websocket_handshake_gets_http_500(asgi_server):
 
 
 def test_server_logs_djangos_error_at_the_line_of_the_raise(asgi_server):
-    logged_before = len(asgi_server.log_text())
+    mark = asgi_server.log_mark()
     handshake_status(asgi_server)
-    log = asgi_server.wait_for_log(DJANGO_ERROR, since=logged_before)
+    log = asgi_server.wait_for_log(DJANGO_ERROR, after=mark)
     line, _ = line_of_the_raise()
     assert SERVER_LOG_LINE[asgi_server.name] in log
     assert f'django/core/handlers/asgi.py", line {line}, in __call__' in log
@@ -78,10 +71,10 @@ def test_server_keeps_serving_http_after_the_failed_handshake(asgi_server):
 @pytest.mark.track("django30")
 def test_readme_shows_the_servers_error_output(asgi_server):
     (shown,) = find_command(STEP / "README.md", README_COMMANDS[asgi_server.name])
-    logged_before = len(asgi_server.log_text())
+    mark = asgi_server.log_mark()
     handshake_status(asgi_server)
-    log = asgi_server.wait_for_log(DJANGO_ERROR, since=logged_before)
-    assert_output_shown(shown.output, log, asgi_server.port)
+    asgi_server.wait_for_log(DJANGO_ERROR, after=mark)
+    assert_output_shown(shown.output, asgi_server.log_text(), asgi_server.port)
 
 
 def test_runserver_answers_the_handshake_as_a_plain_get_with_404(serve):

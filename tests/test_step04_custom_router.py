@@ -19,10 +19,12 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import CHROMIUM_ARGS, REPO_ROOT, require_tool
-from raw_websocket import raw_handshake
-from readme_console import assert_output_shown, find_command
-from step_server import README_COMMANDS, free_port, step_server
+from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tools.repository import REPO_ROOT
+from tests.raw_websocket import raw_handshake
+from tests.readme_console import assert_output_shown, find_command
+from tools.step_commands import README_COMMANDS, step_server
+from tools.server_process import free_port
 
 STEP = REPO_ROOT / "step04_custom_router"
 ASGI_SERVERS = ["daphne", "uvicorn"]
@@ -32,13 +34,6 @@ TOO_BIG_CLOSE_CODE = {"daphne": 4009, "uvicorn": 1009}
 # Daphne logs every WebSocket that ends, whoever ends it; uvicorn 0.54 logs only its opening.
 DAPHNE_ENDED_LOG = '"WSDISCONNECT /ws/echo/"'
 LIFESPAN_UNSUPPORTED = "ASGI 'lifespan' protocol appears unsupported."
-
-
-@pytest.fixture(scope="module", params=ASGI_SERVERS)
-def asgi_server(request):
-    with step_server(STEP.name, request.param) as server:
-        server.name = request.param
-        yield server
 
 
 # --- helpers: a real client, the server's own sockets, and a hand-made broken client ---------

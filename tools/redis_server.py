@@ -2,7 +2,7 @@
 
 It listens on a free loopback port chosen here, never on a Redis that happens to be running,
 and keeps nothing on disk, so every run starts empty. It is a ServerProcess (the one launcher,
-tools/step_server.py) that waits for Redis's PONG instead of an HTTP answer.
+tools/server_process.py) that is ready when the Redis answering is the one it started.
 """
 
 import os
@@ -10,9 +10,8 @@ import shlex
 import shutil
 import socket
 import tempfile
-import time
 
-from step_server import HOST, ServerProcess, free_port, new_log_file
+from tools.server_process import HOST, ServerProcess, free_port
 
 
 class RedisServer(ServerProcess):
@@ -36,27 +35,23 @@ class RedisServer(ServerProcess):
             "--appendonly", "no",  # ... and no append-only file: nothing outlives the test
             "--dir", self.data_directory,
         ]
-        super().__init__(argv, cwd=self.data_directory, port=port)
+        super().__init__(argv, cwd=self.data_directory, port=port, name="redis-server")
 
     @property
     def url(self):
         return f"redis://{self.host}:{self.port}/0"
 
-    def wait_until_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server on port {self.port} exited with "
-                    f"{self.process.returncode}:\n{self.log_text()}"
-                )
-            answering = self.answering_process_id()
-            if answering == self.process.pid:
-                return
-            if answering is not None:  # someone else's Redis took the port first: never use it
-                raise RuntimeError(f"port {self.port} is served by another Redis (pid {answering})")
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server did not answer on port {self.port}:\n{self.log_text()}")
+    def is_ready(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"redis-server on port {self.port} exited with "
+                f"{self.process.returncode}:\n{self.log_text()}"
+            )
+        answering = self.answering_process_id()
+        if answering is not None and answering != self.process.pid:
+            # Someone else's Redis took the port first: never use it.
+            raise RuntimeError(f"port {self.port} is served by another Redis (pid {answering})")
+        return answering == self.process.pid
 
     def answering_process_id(self):
         """The process id of the Redis answering on this port (from INFO), or None if none does."""
@@ -83,7 +78,6 @@ class RedisServer(ServerProcess):
         if it is still running."""
         self.stop()
         os.makedirs(self.data_directory, exist_ok=True)
-        self.log_file = new_log_file()
         return self.start()
 
     def stop(self, timeout=10):

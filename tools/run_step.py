@@ -1,22 +1,27 @@
 """`make run STEP=03 SERVER=daphne`: serve one step until Ctrl-C, and say where to look."""
 
 import argparse
+import re
 import signal
 import sys
 import time
 
-from step_server import HOST, SERVERS, step_server
+from tools.repository import step_directory
+from tools.server_process import PortTaken
+from tools.step_commands import SERVERS, step_server
+
+LOCAL_LINK = re.compile(r"<http://127\.0\.0\.1:8000(/[^>]*)>")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--step", required=True, help="01 to 05")
+    parser.add_argument("--step", required=True, help="a step number: 01, 02, ...")
     parser.add_argument("--server", choices=SERVERS, default="runserver")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
 
     server = step_server(args.step, args.server, port=args.port)
-    print(f"$ cd {server.cwd.name} && {' '.join(server.argv)}", flush=True)
+    print(f"$ cd {server.cwd.name} && {server.command_line()}", flush=True)
     # Stop the server on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     shown = 0
@@ -24,16 +29,33 @@ def main():
     try:
         server.start()
         shown = show_new_output(server, shown)
-        print(f"\nServing {server.cwd.name} with {args.server}: open http://{HOST}:{args.port}/", flush=True)
+        page = lesson_page(server.cwd)
+        print(f"\nServing {server.cwd.name} with {args.server}: open {server.http_url}{page}")
         print("Press Ctrl-C to stop.", flush=True)
-        while server.process.poll() is None:
+        while server.is_running():
             shown = show_new_output(server, shown)
             time.sleep(0.2)
+    except PortTaken as taken:
+        print(
+            f"\nError: {taken}. Stop that program, or choose another port, "
+            f"for example: make run STEP={args.step} SERVER={args.server} PORT={args.port + 1}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
         show_new_output(server, shown)
+    if server.process is not None and server.process.returncode not in (0, -signal.SIGTERM):
+        sys.exit(1)
+
+
+def lesson_page(directory):
+    """The page the step's README sends the reader to first (its first local link), or /."""
+    readme = (step_directory(directory.name) / "README.md").read_text()
+    found = LOCAL_LINK.search(readme)
+    return found.group(1) if found else "/"
 
 
 def show_new_output(server, shown):
@@ -41,6 +63,7 @@ def show_new_output(server, shown):
     log = server.log_text()
     print(log[shown:], end="", flush=True)
     return len(log)
+
 
 if __name__ == "__main__":
     main()

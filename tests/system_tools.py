@@ -1,0 +1,29 @@
+"""System programs the tests need (chromium, redis-server, nginx), found or reported."""
+
+import os
+import shutil
+
+import pytest
+
+# Headless Debian Chromium, as every browser test starts it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # This machine has no network: keep Chromium from trying to reach Google's services.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require_tool(name, install_hint):
+    """Path of a system tool; without it, fail in CI and skip elsewhere, naming the install."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed; install it with: {install_hint}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

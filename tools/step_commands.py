@@ -1,0 +1,112 @@
+"""The commands a reader types in a step directory, and the ServerProcess that runs them.
+
+The commands are the ones the step READMEs show; only the listening address is added, in
+each server's own syntax. Tests never write into a step directory: one that needs a database
+serves a copy of the step (copy_step, then migrate).
+"""
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from tools.repository import step_directory
+from tools.server_process import HOST, ServerProcess, free_port, python_environment
+
+# The command a reader types in a step directory, per server, exactly as the READMEs show it.
+README_COMMANDS = {
+    "runserver": "python manage.py runserver",
+    "daphne": "daphne newtest.asgi:application",
+    "uvicorn": "uvicorn newtest.asgi:application",
+}
+SERVERS = tuple(README_COMMANDS)
+ASGI_SERVERS = ("daphne", "uvicorn")
+MIGRATE_COMMAND = "python manage.py migrate --noinput"
+# What a copy of a step leaves out: what running it made, not what a learner wrote.
+NOT_COPIED = shutil.ignore_patterns("db.sqlite3", "__pycache__", "*.pyc", "staticfiles")
+
+
+def command_with_address(readme_command, port, host=HOST):
+    """The README's command with the listening address added, in each server's own syntax.
+    A port the README names (`daphne --port 8001 ...`) is replaced by `port`."""
+    argv = shlex.split(readme_command)
+    program = Path(argv[0]).name
+    if "--port" in argv[:-1]:
+        argv[argv.index("--port") + 1] = str(port)
+        if program == "daphne" and "--bind" not in argv:
+            return argv[:1] + ["--bind", host] + argv[1:]
+        if program == "uvicorn" and "--host" not in argv:
+            return argv + ["--host", host]
+        if program in ("daphne", "uvicorn"):
+            return argv
+    if program == "python" and argv[1:3] == ["manage.py", "runserver"]:
+        return argv + [f"{host}:{port}"]
+    if program == "daphne":
+        return argv[:1] + ["--bind", host, "--port", str(port)] + argv[1:]
+    if program == "uvicorn":
+        return argv + ["--host", host, "--port", str(port)]
+    raise ValueError(f"don't know how to give an address to: {readme_command}")
+
+
+def split_environment(readme_command):
+    """The `NAME=value` assignments in front of a README's command line, and the command."""
+    words = shlex.split(readme_command)
+    assignments = {}
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        assignments[name] = value
+    return assignments, shlex.join(words)
+
+
+def step_server(step, server, port=None, env=None, host=HOST, directory=None):
+    """A ServerProcess (not yet started) for `step` under `server`, as its README runs it,
+    from the step's directory or from `directory` (a copy of the step)."""
+    port = port or free_port()
+    argv = command_with_address(README_COMMANDS[server], port, host)
+    cwd = directory or step_directory(step)
+    return ServerProcess(argv, cwd, port, env=env, host=host, name=server)
+
+
+def readme_server(step, readme_command, port=None, env=None, host=HOST, directory=None):
+    """A ServerProcess (not yet started) for any server command line a README shows, such as
+    `REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application`: its
+    port is replaced by `port` (a free one by default), and `env` overrides its assignments
+    (a test points REDIS_URL at the Redis it started)."""
+    assignments, command = split_environment(readme_command)
+    port = port or free_port()
+    argv = command_with_address(command, port, host)
+    cwd = directory or step_directory(step)
+    return ServerProcess(argv, cwd, port, env={**assignments, **(env or {})}, host=host)
+
+
+def copy_step(step, parent_directory):
+    """A copy of the step's directory inside `parent_directory`, without any database or
+    byte-code a run of the original left behind; returns the copy's path."""
+    source = step_directory(step)
+    destination = Path(parent_directory) / source.name
+    shutil.copytree(source, destination, ignore=NOT_COPIED)
+    return destination
+
+
+def manage(directory, command, env=None, timeout=120):
+    """Runs `python manage.py <command>` (a string, as typed) in a step directory with the
+    running track's python; returns its output, or raises with the output if it fails."""
+    argv = ["python", "manage.py", *shlex.split(command)]
+    result = subprocess.run(
+        argv,
+        cwd=directory,
+        env=python_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} in {directory} failed:\n{result.stdout}")
+    return result.stdout
+
+
+def migrate(directory, env=None):
+    """Applies the migrations of the project in `directory` (a copy of a step)."""
+    return manage(directory, MIGRATE_COMMAND.removeprefix("python manage.py "), env=env)
