@@ -1,0 +1,379 @@
+"""Load clients for a chat room: many asyncio WebSocket clients that join one room, send
+messages back to back or at a paced rate, record every frame they receive with its arrival
+time, and close. The step 05 and step 06 tests and benchmarks/room_throughput.py share them.
+
+Everything here is bounded: the number of clients and messages is given, every wait has a
+timeout, and a run ends when every client has what was accepted or when the room goes quiet.
+
+    with EventLoopThread() as loop:            # asyncio beside Playwright's sync API
+        run = loop.run(room_load([server.ws_url], "lobby", clients=20, messages_each=20))
+    run.accepted_texts(), run.refused_texts(), run.client_counts(), run.times_to_reach_all()
+
+Frames are the chat's JSON: step 05 sends {"message": ...}; step 06 adds "id" and
+"previous_id" (and "ref" on the sender's own copy), and answers a refused message with
+{"error": ..., "refused": {"message", "ref", "number"}}. A client built with catch_up=True
+does what step 06's page does: it joins with ?after=0 and, when a message's previous_id is one
+it has not seen, asks {"after": <newest id with no gap before it>} until the gap is filled.
+"""
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+# Open at most this many connections at a time: Twisted (daphne) listens with a backlog of 50.
+CONNECT_BATCH = 25
+# How long a catch-up request may stay unanswered before the client asks again.
+CATCH_UP_RETRY = 1.0
+
+
+def chat_path(room):
+    return f"/ws/chat/{room}/"
+
+
+def origin_of(ws_url):
+    """The Origin a page served by the same server would send (the chat refuses others)."""
+    parts = urlsplit(ws_url)
+    return f"http://{parts.netloc}"
+
+
+@dataclass
+class Received:
+    at: float  # time.perf_counter() when the frame arrived
+    frame: object  # the decoded JSON, or the raw str/bytes when it is not JSON
+
+
+@dataclass
+class Sent:
+    number: int  # 1-based count of the frames this client has sent, as step 06 counts them
+    text: str
+    ref: str
+    at: float  # time.perf_counter() just before the frame went out
+
+
+class ChatClient:
+    """One WebSocket in a chat room; a reader task records every frame it receives."""
+
+    def __init__(self, url, name, origin=None, headers=None, catch_up=False, open_timeout=30):
+        self.url = url
+        self.name = name
+        self.origin = origin or origin_of(url)
+        self.headers = headers
+        self.catch_up = catch_up
+        self.open_timeout = open_timeout
+        self.received = []
+        self.sent = []
+        self.frames_sent = 0
+        self.websocket = None
+        self.reader = None
+        self.close_code = None
+        self.new_frame = asyncio.Event()
+        # What a catch-up client holds: message ids, and the newest with no gap before it.
+        self.following = {}  # previous_id -> id, for every message held
+        self.contiguous = 0
+        self.newest = 0
+        self.requested = None  # (after, when) of the last catch-up request
+
+    async def open(self):
+        url = self.url + ("?after=0" if self.catch_up else "")
+        self.websocket = await connect(
+            url,
+            origin=self.origin,
+            additional_headers=self.headers,
+            open_timeout=self.open_timeout,
+            compression=None,  # the servers differ in offering it: measure them all without
+            max_queue=None,  # the reader keeps up; a bound here would only slow the server
+        )
+        self.reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self):
+        try:
+            async for raw in self.websocket:
+                try:
+                    frame = json.loads(raw)
+                except (ValueError, TypeError):
+                    frame = raw
+                self.received.append(Received(time.perf_counter(), frame))
+                self.new_frame.set()
+                if self.catch_up and isinstance(frame, dict) and "id" in frame:
+                    await self._follow(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.websocket.close_code
+            self.new_frame.set()
+
+    async def _follow(self, frame):
+        """Step 06's page logic: hold ids, advance past what has no gap, ask for the rest."""
+        self.following.setdefault(frame.get("previous_id"), frame["id"])
+        self.newest = max(self.newest, frame["id"])
+        while True:
+            start = None if self.contiguous == 0 else self.contiguous
+            if self.following.get(start, 0) > self.contiguous:
+                self.contiguous = self.following[start]
+            else:
+                break
+        if self.newest > self.contiguous:
+            now = time.perf_counter()
+            if self.requested is None or self.requested[0] != self.contiguous or (
+                now - self.requested[1] > CATCH_UP_RETRY
+            ):
+                self.requested = (self.contiguous, now)
+                await self.send_frame(json.dumps({"after": self.contiguous}))
+
+    async def send_frame(self, data):
+        """Sends any frame (str or bytes) as it is; it counts as one frame sent."""
+        self.frames_sent += 1
+        await self.websocket.send(data)
+
+    async def say(self, text, ref=None):
+        """Sends a chat message {"message": text} (with "ref" when given) and records it."""
+        frame = {"message": text} if ref is None else {"message": text, "ref": ref}
+        self.sent.append(Sent(self.frames_sent + 1, text, ref, time.perf_counter()))
+        await self.send_frame(json.dumps(frame))
+
+    async def close(self):
+        if self.websocket is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.websocket.close(), 10)
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.reader), 10)
+            self.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader
+
+    async def wait_for(self, predicate, timeout):
+        """Waits until predicate(self) is true; raises TimeoutError after `timeout` seconds."""
+        deadline = time.perf_counter() + timeout
+        while not predicate(self):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: waited {timeout}s; got {self.frames()[-5:]}")
+            self.new_frame.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.new_frame.wait(), min(remaining, 0.5))
+
+    # --- what the client received ---------------------------------------------------------
+
+    def frames(self):
+        return [r.frame for r in self.received]
+
+    def messages(self):
+        """The chat messages received, in arrival order (duplicates kept)."""
+        return [f for f in self.frames() if isinstance(f, dict) and "message" in f and "error" not in f]
+
+    def texts(self):
+        return [m["message"] for m in self.messages()]
+
+    def refusals(self):
+        return [f for f in self.frames() if isinstance(f, dict) and "refused" in f]
+
+    def errors(self):
+        """Error frames that are not refusals of a message."""
+        return [f for f in self.frames() if isinstance(f, dict) and "error" in f and "refused" not in f]
+
+    def first_arrivals(self):
+        """text -> when it first arrived."""
+        first = {}
+        for received in self.received:
+            frame = received.frame
+            if isinstance(frame, dict) and "message" in frame and "error" not in frame:
+                first.setdefault(frame["message"], received.at)
+        return first
+
+
+async def open_clients(urls, room, count, first_number=0, **options):
+    """`count` clients in `room`, spread round-robin over `urls` (ws://host:port of each
+    server), opened a batch at a time; all of them joined when this returns."""
+    clients = [
+        ChatClient(urls[i % len(urls)] + chat_path(room), f"client-{first_number + i}", **options)
+        for i in range(count)
+    ]
+    opened = []
+    try:
+        for first in range(0, count, CONNECT_BATCH):
+            batch = clients[first : first + CONNECT_BATCH]
+            await asyncio.gather(*(client.open() for client in batch))
+            opened += batch
+    except BaseException:
+        await close_all(opened)
+        raise
+    return clients
+
+
+async def close_all(clients):
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
+async def send_burst(client, count, label):
+    """`count` messages back to back, as fast as the socket takes them."""
+    for number in range(count):
+        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+
+
+async def send_paced(client, rate, seconds, label, offset=0.0):
+    """Messages at `rate` per second for `seconds`, on a schedule (a late one does not push
+    the rest back); `offset` spreads the clients' first messages over the first interval."""
+    start = time.perf_counter() + offset
+    count = max(1, round(rate * seconds))
+    for number in range(count):
+        delay = start + number / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+
+
+@dataclass
+class RoomRun:
+    """What a load run sent and what every client received."""
+
+    clients: list
+    senders: list
+    started: float = 0.0
+    sending_done: float = 0.0
+    finished: float = 0.0
+    extra_readers: list = field(default_factory=list)
+
+    def sent(self):
+        return [s for client in self.senders for s in client.sent]
+
+    def sent_texts(self):
+        return {s.text for s in self.sent()}
+
+    def refused_texts(self):
+        return {r["refused"]["message"] for client in self.senders for r in client.refusals()}
+
+    def accepted_texts(self):
+        """What the server took: everything sent that was not refused (step 05 refuses nothing)."""
+        return self.sent_texts() - self.refused_texts()
+
+    def client_counts(self):
+        """How many of the accepted messages each client received (each counted once)."""
+        accepted = self.accepted_texts()
+        return [len(accepted & set(client.texts())) for client in self.clients]
+
+    def delivered_fraction(self):
+        accepted = self.accepted_texts()
+        if not accepted or not self.clients:
+            return 0.0
+        return sum(self.client_counts()) / (len(accepted) * len(self.clients))
+
+    def times_to_reach_all(self):
+        """For every accepted message that reached every client: seconds from its sending to
+        its arrival at the last client. Messages some client never got are not in it."""
+        sent_at = {s.text: s.at for s in self.sent()}
+        arrivals = [client.first_arrivals() for client in self.clients]
+        times = []
+        for text in self.accepted_texts():
+            if all(text in first for first in arrivals):
+                times.append(max(first[text] for first in arrivals) - sent_at[text])
+        return sorted(times)
+
+    def everyone_has_everything(self):
+        accepted = self.accepted_texts()
+        return all(accepted <= set(client.texts()) for client in self.clients)
+
+
+async def wait_for_room(run, quiet, timeout):
+    """Waits until every client has every accepted message, or no client got a frame for
+    `quiet` seconds, or `timeout` seconds passed: whichever comes first."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if run.everyone_has_everything():
+            return
+        last = max((c.received[-1].at for c in run.clients if c.received), default=run.sending_done)
+        if time.perf_counter() - max(last, run.sending_done) > quiet:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def room_load(
+    urls,
+    room,
+    clients,
+    messages_each=0,
+    rate=None,
+    seconds=None,
+    senders=None,
+    settle=0.3,
+    quiet=1.5,
+    timeout=60,
+    label="load",
+    catch_up=False,
+    clients_open=None,
+):
+    """Opens `clients` clients in `room` (spread over `urls`), lets `senders` of them (all by
+    default) send: `messages_each` back to back, or at `rate` per second each for `seconds`;
+    then waits for the room (see wait_for_room) and closes everything. `clients_open` is an
+    optional coroutine function called with the run once everyone has joined (a test starts
+    its readers' checks there). Returns a RoomRun."""
+    opened = await open_clients(urls, room, clients, catch_up=catch_up)
+    run = RoomRun(opened, opened[: senders if senders is not None else clients])
+    try:
+        await asyncio.sleep(settle)  # let every join reach the group before the first message
+        if clients_open is not None:
+            await clients_open(run)
+        run.started = time.perf_counter()
+        if rate is None:
+            sending = [send_burst(c, messages_each, label) for c in run.senders]
+        else:
+            count = len(run.senders)
+            sending = [
+                send_paced(c, rate, seconds, label, offset=i / (rate * count))
+                for i, c in enumerate(run.senders)
+            ]
+        await asyncio.wait_for(asyncio.gather(*sending), timeout)
+        run.sending_done = time.perf_counter()
+        await wait_for_room(run, quiet, timeout)
+        run.finished = time.perf_counter()
+    finally:
+        await close_all(opened)
+    return run
+
+
+class EventLoopThread:
+    """An asyncio event loop in a thread of its own, for tests that drive load clients while
+    Playwright's sync API (which keeps an event loop in the main thread) reads real pages.
+
+        with EventLoopThread() as loop:
+            clients = loop.run(open_clients(...))
+            pending = loop.start(room_load(...))   # runs while the test reads pages
+            run = pending.result(timeout=60)
+    """
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def start(self, coroutine):
+        """Starts `coroutine` on the loop; returns a concurrent.futures.Future."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine, timeout=120):
+        """Runs `coroutine` on the loop and returns its result (or raises its error)."""
+        return self.start(coroutine).result(timeout)
+
+    def __exit__(self, *exc_info):
+        async def cancel_the_rest():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(cancel_the_rest(), timeout=15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(15)
+        self.loop.close()
