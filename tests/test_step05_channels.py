@@ -6,6 +6,7 @@ README's own commands: `redis-server --port 6379 --save ""` and two servers with
 `REDIS_URL=... --port ...`, with their ports replaced by free ones.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,11 +21,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tools.repository import REPO_ROOT
+from tests.chat_clients import room_load
 from tests.system_tools import require_tool
 from tests.raw_websocket import raw_handshake
 from tests.readme_console import assert_output_shown, console_commands, find_command
 from tools.redis_server import RedisServer
-from tools.step_commands import README_COMMANDS, readme_server, step_server
+from tools.step_commands import ASGI_SERVERS, README_COMMANDS, readme_server, step_server
 
 STEP = REPO_ROOT / "step05_channels"
 README = STEP / "README.md"
@@ -202,6 +204,54 @@ def test_code_shown_in_the_readme_is_the_steps_own():
     sources = [path.read_text() for path in STEP.rglob("*.py")]
     for block in blocks:
         assert any(block in source for source in sources), block
+
+
+# --- what step 05 does not promise: a busy room loses messages, silently ----------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer_env(request):
+    """The channel layer a server runs with: in memory, or on a private redis-server."""
+    if request.param == "memory":
+        yield IN_MEMORY
+        return
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    with RedisServer() as private_redis:
+        yield {"REDIS_URL": private_redis.url}
+
+
+@pytest.mark.parametrize("server_name", ASGI_SERVERS)
+def test_a_burst_in_a_busy_room_loses_messages_and_nobody_is_told(serve, server_name, layer_env):
+    # 20 clients send 20 messages each, back to back: the channel layer holds at most 100
+    # messages per channel (its `capacity`) and group_send drops the rest without a word.
+    server = serve(STEP.name, server_name, env=layer_env)
+    mark = server.log_mark()
+    run = asyncio.run(room_load([server.ws_url], new_room(), clients=20, messages_each=20, timeout=60))
+    counts = run.client_counts()
+    print(f"{server_name}, {'Redis' if layer_env['REDIS_URL'] else 'in-memory'}: each client "
+          f"received {min(counts)}-{max(counts)} of the {len(run.accepted_texts())} messages")
+    assert len(run.accepted_texts()) == 400  # the server took every one: nothing is refused...
+    assert min(counts) < 400  # ...and yet clients miss some of them...
+    assert sum(counts) < 0.9 * 400 * 20  # ...many of them, not one straggler
+    assert not any(client.errors() for client in run.clients)  # no sender or reader is told
+    assert not any(client.close_code not in (None, 1000) for client in run.clients)
+    log = server.log_after(mark)
+    assert "Traceback" not in log and "ChannelFull" not in log  # and the server logs nothing
+
+
+def test_a_stale_session_cookie_on_the_chat_handshake_is_an_anonymous_visitor(serve, migrated_step):
+    # The auth middleware reads the session a cookie names; one the database does not know
+    # is an anonymous visitor. (Unmigrated, there is no session table to look in at all.)
+    cookie = {"Cookie": "sessionid=stale0000000000000000000000000000"}
+    for server_name in ASGI_SERVERS:
+        server = serve(STEP.name, server_name, env=IN_MEMORY, directory=migrated_step(STEP.name))
+        assert requests.get(server.http_url + "/chat/lobby/", headers=cookie, timeout=TIMEOUT).ok
+        room = new_room()
+        with connect(server.ws_url + f"/ws/chat/{room}/", origin=server.http_url,
+                     additional_headers=cookie, open_timeout=TIMEOUT) as visitor:
+            say(visitor, "who am I?")
+            assert heard(visitor) == {"message": "who am I?"}
+        assert "Traceback" not in server.log_text()
 
 
 # --- the README's output -------------------------------------------------------------------------
