@@ -1,13 +1,17 @@
-"""Each step's requirements.txt pins its direct dependencies at the default track's versions,
-so a reader who copies one step out and installs it gets what the tests ran."""
+"""Every step has one requirements file per track, pinning its direct dependencies at that
+track's locked versions, so a reader who copies one step out and installs the file for their
+track gets what the tests ran (tests/test_step_requirements.py installs some for real)."""
 
 import re
 
 import pytest
 
 from tools.repository import REPO_ROOT
+from tools.tracks import TRACKS
 
-STEPS = sorted(p for p in REPO_ROOT.glob("step*_*") if p.is_dir())
+# Every step directory, whatever its number: a new step must come with both files.
+STEPS = sorted(p for p in REPO_ROOT.glob("step[0-9][0-9]_*") if p.is_dir())
+REQUIREMENTS_FILE = {"django30": "requirements.txt", "current": "requirements-current.txt"}
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[^\]]+\])?==([^\s;\\]+)", re.M)
 
 
@@ -20,19 +24,42 @@ def locked_versions(track):
     return {canonical(name): version for name, _, version in PIN.findall(text)}
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
-def test_step_requirements_match_the_default_track_lock(step):
+def step_pins(step, track):
+    """The step's requirements file for the track as {name: version}; every line is a pin."""
     lines = [
         line.strip()
-        for line in (step / "requirements.txt").read_text().splitlines()
+        for line in (step / REQUIREMENTS_FILE[track]).read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     pins = PIN.findall("\n".join(lines))
-    assert len(pins) == len(lines), "every requirement is pinned with =="
-    locked = locked_versions("django30")
-    for name, _, version in pins:
-        assert locked.get(canonical(name)) == version, name
-    assert "django" in {canonical(name) for name, _, _ in pins}
+    assert len(pins) == len(lines), f"every requirement in {step.name} is pinned with =="
+    return {canonical(name): version for name, _, version in pins}
+
+
+def test_every_track_has_a_requirements_file_name():
+    assert set(REQUIREMENTS_FILE) == set(TRACKS)
+
+
+@pytest.mark.parametrize("track", list(REQUIREMENTS_FILE))
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_step_requirements_pin_the_tracks_locked_versions(step, track):
+    pins = step_pins(step, track)
+    locked = locked_versions(track)
+    for name, version in pins.items():
+        assert locked.get(name) == version, f"{step.name}/{REQUIREMENTS_FILE[track]}: {name}"
+    assert pins["django"].startswith(TRACKS[track]["Django"])
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_both_files_of_a_step_name_the_same_packages(step):
+    assert set(step_pins(step, "django30")) == set(step_pins(step, "current"))
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
+def test_step_readme_gives_the_install_line_for_each_track(step):
+    readme = (step / "README.md").read_text()
+    for name in REQUIREMENTS_FILE.values():
+        assert f"$ pip install -r {name}\n" in readme, f"{step.name}/README.md: {name}"
 
 
 def test_lock_files_pin_the_track_versions():
@@ -60,5 +87,5 @@ def test_running_track_has_the_locked_versions(track):
     from importlib.metadata import version
 
     locked = locked_versions(track)
-    for package in ("django", "daphne", "channels", "channels-redis", "uvicorn", "asgiref"):
+    for package in ("django", "daphne", "channels", "channels-redis", "uvicorn", "asgiref", "whitenoise"):
         assert version(package) == locked[package], package

@@ -197,7 +197,10 @@ def test_a_server_that_refuses_1009_gets_4009():
         await asyncio.wait_for(websocket_echo(scope(), receive, daphne_like_send), TIMEOUT)
 
     asyncio.run(scenario())
-    assert sent == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 4009}]
+    assert sent == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 4009, "reason": "messages are limited to 65536 bytes"},
+    ]
 
 
 def test_a_client_that_closes_right_after_connecting_ends_the_app():
