@@ -1,0 +1,68 @@
+"""A step copied out of the repository installs on its own: a fresh virtual environment, the
+README's `pip install -r ...` line for the running track (a real install from the package
+index, sharing pip's download cache), then Django's version and `python manage.py check`.
+
+Each install takes tens of seconds, so this covers two steps, not all: step 01 (Django alone)
+and the step with the most dependencies (the likeliest to conflict). tests/test_requirements.py
+checks every step's files against the same lock files without installing anything.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.readme_console import find_command
+from tools.repository import STEP_DIRECTORIES
+from tools.server_process import python_environment
+from tools.step_commands import copy_step
+from tools.tracks import TRACKS
+
+REQUIREMENTS_FILE = {"django30": "requirements.txt", "current": "requirements-current.txt"}
+INSTALL_TIMEOUT_SECONDS = 900
+
+
+def pinned_packages(step):
+    text = (step / "requirements.txt").read_text()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+MOST_DEPENDENCIES = max(STEP_DIRECTORIES, key=lambda step: (len(pinned_packages(step)), step.name))
+INSTALLED_STEPS = sorted({STEP_DIRECTORIES[0], MOST_DEPENDENCIES})
+
+
+def run(argv, directory, env):
+    result = subprocess.run(
+        argv, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=INSTALL_TIMEOUT_SECONDS,
+    )
+    assert result.returncode == 0, f"{' '.join(argv)} failed in {directory}:\n{result.stdout}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("step", INSTALLED_STEPS, ids=lambda p: p.name)
+def test_a_copied_step_installs_and_checks_in_a_fresh_environment(step, track, tmp_path):
+    directory = copy_step(step.name, tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # The fresh environment's bin first on PATH, as after `source venv/bin/activate`.
+    env = python_environment({
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "VIRTUAL_ENV": str(venv),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    })
+    (install,) = find_command(step / "README.md", f"pip install -r {REQUIREMENTS_FILE[track]}")
+    run([str(venv / "bin" / "pip"), *install.argv[1:]], directory, env)
+
+    python = str(venv / "bin" / "python")
+    version = run([python, "-c", "import django; print(django.get_version())"], directory, env)
+    assert version.strip().startswith(TRACKS[track]["Django"]), version
+    run([python, "-m", "pip", "check"], directory, env)
+    checked = run([python, "manage.py", "check"], directory, env)
+    assert "System check identified no issues" in checked, checked
+    # Nothing came from the test environment: the fresh one has only what the file named.
+    assert re.search(rf"^{re.escape(str(venv))}", run(
+        [python, "-c", "import django; print(django.__file__)"], directory, env
+    ))
