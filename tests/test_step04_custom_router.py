@@ -10,7 +10,6 @@ import http.server
 import os
 import struct
 import threading
-import time
 
 import psutil
 import pytest
@@ -19,12 +18,13 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.system_tools import CHROMIUM_ARGS, require_tool
-from tools.repository import REPO_ROOT
 from tests.raw_websocket import raw_handshake
 from tests.readme_console import assert_output_shown, find_command
-from tools.step_commands import README_COMMANDS, step_server
+from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tools.repository import REPO_ROOT
 from tools.server_process import free_port
+from tools.step_commands import README_COMMANDS, step_server
+from tools.waiting import wait_until
 
 STEP = REPO_ROOT / "step04_custom_router"
 ASGI_SERVERS = ["daphne", "uvicorn"]
@@ -69,19 +69,17 @@ def open_connections(server):
 
 
 def wait_until_no_connections(server, timeout=60):
-    deadline = time.monotonic() + timeout
-    while open_connections(server):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server still holds {open_connections(server)}")
-        time.sleep(0.1)
+    wait_until(
+        lambda: not open_connections(server), timeout=timeout, interval=0.1,
+        message=lambda: f"the server to let go of {open_connections(server)}",
+    )
 
 
 def wait_for_log_count(server, text, count, timeout=30):
-    deadline = time.monotonic() + timeout
-    while server.log_text().count(text) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"fewer than {count} {text!r} in the log:\n{server.log_text()}")
-        time.sleep(0.05)
+    wait_until(
+        lambda: server.log_text().count(text) >= count, timeout=timeout,
+        message=lambda: f"{count} {text!r} in the log:\n{server.log_text()}",
+    )
 
 
 def assert_still_serving(server):
