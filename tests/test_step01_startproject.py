@@ -44,9 +44,13 @@ def test_step01_is_what_django_30_startproject_generates(tmp_path):
         ), name
 
 
+# runserver's migration check creates db.sqlite3 where it runs, so every runserver here serves
+# a fresh copy of the step (tests never write into a step directory); a fresh clone has no
+# database either, as the README's output assumes.
 @pytest.fixture(scope="module")
-def runserver():
-    with step_server(STEP.name, "runserver") as server:
+def runserver(tmp_path_factory):
+    directory = copy_step(STEP.name, tmp_path_factory.mktemp("runserver"))
+    with step_server(STEP.name, "runserver", directory=directory) as server:
         yield server
 
 
@@ -56,9 +60,10 @@ def test_runserver_serves_the_rocket_page(runserver):
     assert ROCKET_TEXT in response.text
 
 
-def test_runserver_serves_wsgi_py_and_never_imports_asgi_py():
+def test_runserver_serves_wsgi_py_and_never_imports_asgi_py(tmp_path):
     # In verbose mode Python logs "import 'module' # ..." for every module it loads.
-    server = step_server(STEP.name, "runserver", env={"PYTHONVERBOSE": "1"})
+    directory = copy_step(STEP.name, tmp_path)
+    server = step_server(STEP.name, "runserver", env={"PYTHONVERBOSE": "1"}, directory=directory)
     with server:
         requests.get(server.http_url + "/", timeout=10)
         log = server.wait_for_log('"GET / HTTP/1.1" 200')

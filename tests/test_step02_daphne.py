@@ -122,9 +122,10 @@ def test_without_whitenoise_the_asgi_servers_leave_the_admin_unstyled(serve, pag
                          "uvicorn": '"GET /static/admin/css/base.css HTTP/1.1" 404'}[server_name])
 
 
-def test_without_whitenoise_runserver_still_serves_the_static_files(serve):
+def test_without_whitenoise_runserver_still_serves_the_static_files(serve, tmp_path):
     # What Daphne and Uvicorn do not do: runserver's own static files handler (DEBUG only).
-    server = serve(WITHOUT_WHITENOISE, "runserver")
+    # (A copy: runserver's migration check would create db.sqlite3 in the step directory.)
+    server = serve(WITHOUT_WHITENOISE, "runserver", directory=copy_step(WITHOUT_WHITENOISE, tmp_path))
     response = requests.get(server.http_url + "/static/admin/css/base.css", timeout=10)
     assert response.status_code == 200 and "text/css" in response.headers["Content-Type"]
 

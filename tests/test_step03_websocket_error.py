@@ -10,7 +10,7 @@ from websockets.sync.client import connect
 
 from tools.repository import REPO_ROOT
 from tests.readme_console import assert_output_shown, find_command
-from tools.step_commands import README_COMMANDS
+from tools.step_commands import README_COMMANDS, copy_step
 
 STEP = REPO_ROOT / "step03_websocket_error"
 DJANGO_ERROR = "Django can only handle ASGI/HTTP connections, not websocket."
@@ -87,9 +87,10 @@ def test_readme_shows_the_servers_output_for_a_browser_pressing_the_button(serve
     assert_output_shown(shown.output, server.log_text(), server.port)
 
 
-def test_runserver_answers_the_handshake_as_a_plain_get_with_404(serve):
+def test_runserver_answers_the_handshake_as_a_plain_get_with_404(serve, tmp_path):
     # runserver speaks WSGI only: the Upgrade header is ignored and Django finds no such URL.
-    server = serve(STEP.name, "runserver")
+    # (A copy: runserver's migration check would create db.sqlite3 in the step directory.)
+    server = serve(STEP.name, "runserver", directory=copy_step(STEP.name, tmp_path))
     assert handshake_status(server) == 404
 
 

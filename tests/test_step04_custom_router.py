@@ -23,7 +23,7 @@ from tests.readme_console import assert_output_shown, find_command
 from tests.system_tools import CHROMIUM_ARGS, require_tool
 from tools.repository import REPO_ROOT
 from tools.server_process import free_port
-from tools.step_commands import README_COMMANDS, step_server
+from tools.step_commands import README_COMMANDS, copy_step, step_server
 from tools.waiting import wait_until
 
 STEP = REPO_ROOT / "step04_custom_router"
@@ -206,9 +206,10 @@ def test_a_client_that_vanishes_right_after_connecting_is_let_go(asgi_server):
     assert_still_serving(asgi_server)
 
 
-def test_runserver_still_answers_the_handshake_with_404(serve):
+def test_runserver_still_answers_the_handshake_with_404(serve, tmp_path):
     # runserver is WSGI: it never loads asgi.py, so the router changes nothing there.
-    server = serve(STEP.name, "runserver")
+    # (A copy: runserver's migration check would create db.sqlite3 in the step directory.)
+    server = serve(STEP.name, "runserver", directory=copy_step(STEP.name, tmp_path))
     assert refusal_status(server) == 404
     assert requests.get(server.http_url + "/", timeout=30).status_code == 200
 
