@@ -6,6 +6,7 @@ Paths are shown relative to site-packages or to the repository, never as absolut
 """
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -29,7 +30,7 @@ class Listing:
     """The source lines of one function, class or module, with their real line numbers."""
 
     def __init__(self, obj):
-        self.path = shown_path(inspect.getsourcefile(obj))
+        self.path = shown_path(inspect.getsourcefile(inspect.unwrap(obj)))  # a decorated function's own file
         lines, first = inspect.getsourcelines(obj)
         self.first = max(first, 1)  # a whole module reports line 0
         self.lines = [line.rstrip("\n") for line in lines]
@@ -80,3 +81,18 @@ def use_step(directory_name):
     os.environ["DJANGO_SETTINGS_MODULE"] = "newtest.settings"
     importlib.invalidate_caches()
     return step
+
+
+def step_module(directory_name, relative_path):
+    """Import one file of another step under a name of its own, next to the step `use_step` chose.
+
+    For a module that needs nothing from its step's `newtest` (step 05's `echo/consumers.py`
+    imports only Channels), this reads the step's real file without a second `newtest`.
+    """
+    path = REPO_ROOT / directory_name / relative_path
+    name = f"{directory_name}.{relative_path.removesuffix('.py').replace('/', '.')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
