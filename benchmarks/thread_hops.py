@@ -1,0 +1,443 @@
+"""Thread hops: how many times a page request or an echoed message goes to a thread and back,
+on each track, and what removing each cause does to the figures under a real server.
+
+    python -m benchmarks.thread_hops                     # both tracks: counts, rows, explanation
+    python -m benchmarks.thread_hops --config tiny       # seconds, to prove the machinery works
+
+A *hop* is one call of asgiref's `SyncToAsync` (what `sync_to_async` and Channels'
+`database_sync_to_async` return): the function runs in another thread while the coroutine
+waits. The counts come from instrumenting `SyncToAsync.__call__` around the real code (step 03's
+page through Django's `ASGIHandler`, step 05's `/ws/echo/` through its whole `application`), in
+a process of each track's own Python, one process per step. notebooks/06 explains them.
+
+The rows isolating each cause run under daphne and uvicorn like run_benchmark.py's rows:
+step 03's page as it is, with an async view, without middleware, and with both; step 05's
+echo as it is and, on Channels 4, without the `aclose_old_connections()` hop that
+`AsyncConsumer.dispatch` awaits before every handler. That last one is an EXPERIMENT, NOT A
+RECOMMENDATION: the hop closes stale database connections, and a consumer that uses the
+database needs it. The variants exist only here, in benchmarks/, as module attributes a server
+can load (`daphne benchmarks.thread_hops:page_async_view`, run from step 03's directory).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARKS.parent
+LOAD_GENERATOR = BENCHMARKS / "load_generator.py"
+PAGE_STEP = "step03_websocket_error"
+ECHO_STEP = "step05_channels"
+ASGI_SERVERS = ("daphne", "uvicorn")
+TRACKS = ("django30", "current")
+
+# The page variants, by the module attribute a server loads. Django 3.0 has no async views and
+# runs every middleware inside one hop, so the variants run on Django 4.0+ only.
+PAGE_VARIANTS = {
+    "page": {"async_view": False, "middleware": True},
+    "page_async_view": {"async_view": True, "middleware": True},
+    "page_without_middleware": {"async_view": False, "middleware": False},
+    "page_async_view_without_middleware": {"async_view": True, "middleware": False},
+}
+PAGE_LABELS = {
+    "page": "step 03 page",
+    "page_async_view": "step 03 page, async view",
+    "page_without_middleware": "step 03 page, no middleware",
+    "page_async_view_without_middleware": "step 03 page, async view, no middleware",
+}
+ECHO_VARIANTS = ("echo", "echo_without_per_message_hop")
+ECHO_LABELS = {
+    "echo": "step 05 Channels, in-memory",
+    "echo_without_per_message_hop": "step 05 without the per-message hop (experiment, not a recommendation)",
+}
+CONFIGS = {
+    "full": {"http_connections": 10, "echo_clients": 1, "warmup": 0.5, "duration": 1.0, "repetitions": 3,
+             "inprocess_requests": 300, "hop_calls": 3000},
+    "tiny": {"http_connections": 2, "echo_clients": 1, "warmup": 0.1, "duration": 0.3, "repetitions": 2,
+             "inprocess_requests": 20, "hop_calls": 200},
+}
+
+
+# --- the applications a server loads (run from the step's own directory) --------------------
+
+
+def page_application(async_view, middleware):
+    """Step 03's Django application, optionally with its view made async and/or no middleware."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newtest.settings")
+    from django.conf import settings
+
+    if not middleware:
+        settings.MIDDLEWARE = []
+    if async_view:
+        settings.ROOT_URLCONF = __name__  # `urlpatterns` below: the same page, from an async view
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()
+
+
+async def async_echo_page(request):
+    """Step 03's `echo_page`, written as a coroutine: Django 4.0+ awaits it without a hop."""
+    from django.shortcuts import render
+
+    return render(request, "echo/echo_page.html")
+
+
+def echo_application(per_message_hop=True):
+    """Step 05's application; without `per_message_hop`, Channels 4's dispatch skips
+    `aclose_old_connections()`. EXPERIMENT, NOT A RECOMMENDATION: see the module docstring."""
+    import channels.consumer
+
+    if not per_message_hop:
+        if not hasattr(channels.consumer, "aclose_old_connections"):
+            raise RuntimeError(f"Channels {channels.__version__} makes no per-message hop to take out")
+
+        async def skip_closing_old_connections():
+            return None
+
+        channels.consumer.aclose_old_connections = skip_closing_old_connections
+    from newtest.asgi import application
+
+    return application
+
+
+def __getattr__(name):
+    """`benchmarks.thread_hops:page_async_view` and friends, built when a server asks."""
+    if name in PAGE_VARIANTS:
+        return page_application(**PAGE_VARIANTS[name])
+    if name in ECHO_VARIANTS:
+        return echo_application(per_message_hop=name == "echo")
+    if name == "urlpatterns":
+        from django.urls import path
+
+        return [path("", async_echo_page)]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- counting, in-process, in the track's own Python -----------------------------------------
+
+
+class HopCounter:
+    """Counts SyncToAsync calls (and AsyncToSync, the other way) while active."""
+
+    def __init__(self):
+        self.hops = []
+
+    def __enter__(self):
+        from asgiref.sync import AsyncToSync, SyncToAsync
+
+        self.classes = SyncToAsync, AsyncToSync
+        self.originals = SyncToAsync.__call__, AsyncToSync.__call__
+        to_thread, to_loop = self.originals
+        hops = self.hops
+
+        async def counted_to_thread(hop, *args, **kwargs):
+            hops.append(("sync_to_async", getattr(hop.func, "__qualname__", repr(hop.func))))
+            return await to_thread(hop, *args, **kwargs)
+
+        def counted_to_loop(hop, *args, **kwargs):
+            hops.append(("async_to_sync", getattr(hop.awaitable, "__qualname__", repr(hop.awaitable))))
+            return to_loop(hop, *args, **kwargs)
+
+        SyncToAsync.__call__, AsyncToSync.__call__ = counted_to_thread, counted_to_loop
+        return self
+
+    def __exit__(self, *exc_info):
+        (SyncToAsync, AsyncToSync), (to_thread, to_loop) = self.classes, self.originals
+        SyncToAsync.__call__, AsyncToSync.__call__ = to_thread, to_loop
+
+    def to_thread(self):
+        return [name for direction, name in self.hops if direction == "sync_to_async"]
+
+
+def http_scope(path="/"):
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+
+
+async def one_page(application):
+    from asgiref.testing import ApplicationCommunicator
+
+    browser = ApplicationCommunicator(application, http_scope())
+    await browser.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await browser.receive_output(timeout=10)
+    await browser.receive_output(timeout=10)
+    await browser.wait(timeout=10)
+    if start["status"] != 200:
+        raise RuntimeError(f"step 03's page answered {start['status']}")
+
+
+async def count_page(variant, requests):
+    """Hops of one page request, and the in-process time per request (no server, no sockets)."""
+    application = __getattr__(variant)
+    await one_page(application)  # the first request imports the URLconf and loads the template
+    with HopCounter() as counter:
+        await one_page(application)
+    started = time.perf_counter()
+    for _ in range(requests):
+        await one_page(application)
+    seconds = (time.perf_counter() - started) / requests
+    return {"hops": len(counter.to_thread()), "hop_functions": counter.to_thread(),
+            "async_to_sync": len(counter.hops) - len(counter.to_thread()), "inprocess_ms": seconds * 1000}
+
+
+async def count_echo(variant, messages=20):
+    """Hops per message echoed by step 05's /ws/echo/, through its whole application. asgiref's
+    own communicator, not Channels' (which swaps `close_old_connections` for a no-op)."""
+    from asgiref.testing import ApplicationCommunicator
+
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+             "path": "/ws/echo/", "raw_path": b"/ws/echo/", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")], "subprotocols": [],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    client = ApplicationCommunicator(__getattr__(variant), scope)
+    await client.send_input({"type": "websocket.connect"})
+    if (await client.receive_output(timeout=10))["type"] != "websocket.accept":
+        raise RuntimeError("step 05 refused the echo handshake")
+    with HopCounter() as counter:
+        for number in range(messages):
+            await client.send_input({"type": "websocket.receive", "text": f"hop {number}"})
+            if (await client.receive_output(timeout=10)).get("text") != f"hop {number}":
+                raise RuntimeError("the echo answered something else")
+    await client.send_input({"type": "websocket.disconnect", "code": 1000})
+    await client.wait(timeout=10)
+    per_message = len(counter.to_thread()) / messages
+    return {"hops": per_message, "hop_functions": sorted(set(counter.to_thread()))}
+
+
+async def hop_cost(calls):
+    """Seconds per `sync_to_async` call of an empty function, alone in the loop."""
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    def nothing():
+        pass
+
+    hop = sync_to_async(nothing)
+    async with ThreadSensitiveContext():  # as Django 4.0+ runs a request's hops
+        started = time.perf_counter()
+        for _ in range(calls):
+            await hop()
+        return (time.perf_counter() - started) / calls
+
+
+def count_in_this_process(kind, variant, config):
+    """Worker: run from the step's directory with the step on sys.path; prints JSON."""
+    sys.path.insert(0, os.getcwd())
+    if kind == "page":
+        result = asyncio.run(count_page(variant, config["inprocess_requests"]))
+        result["hop_us"] = asyncio.run(hop_cost(config["hop_calls"])) * 1e6
+    else:
+        result = asyncio.run(count_echo(variant))
+    print(json.dumps(result))
+
+
+def variants_on(track_versions):
+    """The page and echo variants that exist on a track (async views: Django 4.0+)."""
+    django_major = int(track_versions["Django"].split(".")[0])
+    channels_major = int(track_versions["channels"].split(".")[0])
+    pages = list(PAGE_VARIANTS) if django_major >= 4 else ["page"]
+    echoes = list(ECHO_VARIANTS) if channels_major >= 4 else ["echo"]
+    return pages, echoes
+
+
+# --- measuring under real servers, in the track's own Python ----------------------------------
+
+
+def installed_versions():
+    import importlib.metadata
+
+    return {name: importlib.metadata.version(name) for name in ("Django", "channels", "asgiref", "daphne", "uvicorn")}
+
+
+def run_counter(kind, variant, config_name):
+    step = PAGE_STEP if kind == "page" else ECHO_STEP
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), DJANGO_SETTINGS_MODULE="newtest.settings")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.thread_hops", "--count", kind, variant, "--config", config_name],
+        cwd=REPO_ROOT / step, env=env, capture_output=True, text=True, timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"counting {variant} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def load(mode, url, option, value, config):
+    argv = [sys.executable, str(LOAD_GENERATOR), mode, url, f"--{option}", str(value)]
+    for key in ("warmup", "duration", "repetitions"):
+        argv += [f"--{key}", str(config[key])]
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=(config["warmup"] + config["duration"] * config["repetitions"]) * 3 + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
+    repetitions = json.loads(result.stdout)["repetitions"]
+    return {key: statistics.median(r[key] for r in repetitions) for key in ("rate", "p50_ms", "p99_ms")}
+
+
+def served(server, module_attribute, cwd, config, mode, path):
+    from tools.server_process import ServerProcess, free_port
+    from tools.step_commands import command_with_address
+
+    port = free_port()
+    argv = command_with_address(f"{server} {module_attribute}", port)
+    process = ServerProcess(argv, cwd, port, env={"PYTHONPATH": str(REPO_ROOT)})
+    process.start()
+    try:
+        if mode == "http":
+            return load("http", process.http_url + path, "connections", config["http_connections"], config)
+        return load("echo", process.ws_url + path, "clients", config["echo_clients"], config)
+    finally:
+        process.stop()
+
+
+def measure_track(track, config_name):
+    """Worker for one track: counts, then every row under daphne and uvicorn. Returns a dict."""
+    config = CONFIGS[config_name]
+    versions = installed_versions()
+    pages, echoes = variants_on(versions)
+    counts = {variant: run_counter("page", variant, config_name) for variant in pages}
+    counts.update({variant: run_counter("echo", variant, config_name) for variant in echoes})
+    rows = []
+
+    def row(section, subject, server, hops, figures):
+        rows.append({"section": section, "track": track, "subject": subject, "server": server,
+                     "hops": hops, **figures})
+        print(f"  {track:8} {section:5} {subject[:48]:48} {server:8} hops={hops:<4} "
+              f"rate={figures['rate']:9.1f}/s p50={figures['p50_ms']:7.3f} ms", file=sys.stderr, flush=True)
+
+    for server in ASGI_SERVERS:
+        row("http", "bare page (floor)", server, 0,
+            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "http", "/"))
+        for variant in pages:
+            row("http", PAGE_LABELS[variant], server, counts[variant]["hops"],
+                served(server, f"benchmarks.thread_hops:{variant}", REPO_ROOT / PAGE_STEP, config, "http", "/"))
+    for server in ASGI_SERVERS:
+        row("echo", "bare ASGI echo (floor)", server, 0,
+            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "echo", "/ws/echo/"))
+        for variant in echoes:
+            row("echo", ECHO_LABELS[variant], server, counts[variant]["hops"],
+                served(server, f"benchmarks.thread_hops:{variant}", REPO_ROOT / ECHO_STEP, config, "echo", "/ws/echo/"))
+    return {"track": track, "versions": versions, "config": config_name, "counts": counts, "rows": rows}
+
+
+# --- the table and the explanation, from the figures ------------------------------------------
+
+
+def find(rows, **wanted):
+    return next((r for r in rows if all(r[k] == v for k, v in wanted.items())), None)
+
+
+def ratio(row, floor):
+    """Time per request or message against the floor's: the floor's rate ÷ this rate."""
+    return floor["rate"] / row["rate"]
+
+
+def table(runs):
+    lines = ["| Track | Application | Server | thread hops | requests or messages/s | p50 ms | × floor (time per request or message) |",
+             "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for row in run["rows"]:
+            floor = find(run["rows"], section=row["section"], server=row["server"], hops=0,
+                         subject="bare page (floor)" if row["section"] == "http" else "bare ASGI echo (floor)")
+            shown = "floor" if row is floor else f"{ratio(row, floor):.2f}×"
+            per = "per request" if row["section"] == "http" else "per message"
+            lines.append(f"| {run['track']} | {row['subject']} | {row['server']} | {row['hops']:g} {per} | "
+                         f"{row['rate']:,.0f} | {row['p50_ms']:.3f} | {shown} |")
+    return "\n".join(lines)
+
+
+def explanation(runs):
+    """Paragraphs that explain each ratio above 1.5× of these rows from their own figures."""
+    paragraphs = []
+    for run in runs:
+        rows, counts, track = run["rows"], run["counts"], run["track"]
+        page = counts["page"]
+        for server in ASGI_SERVERS:
+            floor = find(rows, section="http", server=server, subject="bare page (floor)")
+            default = find(rows, section="http", server=server, subject=PAGE_LABELS["page"])
+            text = (f"**{track}, HTTP under {server}.** Step 03's page takes {ratio(default, floor):.2f}× the bare "
+                    f"page's time per request ({default['rate']:,.0f} against {floor['rate']:,.0f} requests/s). "
+                    f"Django {run['versions']['Django']} makes {page['hops']} thread hops per request "
+                    f"({', '.join(page['hop_functions'])}). In-process, with no server, one page through Django's "
+                    f"ASGI handler takes {page['inprocess_ms']:.2f} ms of this machine's time, and one hop alone "
+                    f"{page['hop_us']:.0f} µs.")
+            variants = [v for v in PAGE_VARIANTS if v != "page" and v in counts]
+            if variants:
+                parts = []
+                for variant in variants:
+                    measured = find(rows, section="http", server=server, subject=PAGE_LABELS[variant])
+                    parts.append(f"{PAGE_LABELS[variant].removeprefix('step 03 page, ')}: {counts[variant]['hops']} hops, "
+                                 f"{counts[variant]['inprocess_ms']:.2f} ms in-process, {ratio(measured, floor):.2f}× the floor")
+                fewest = min(variants, key=lambda v: counts[v]["hops"])
+                fewest_row = find(rows, section="http", server=server, subject=PAGE_LABELS[fewest])
+                removed = counts["page"]["hops"] - counts[fewest]["hops"]
+                share = 1 - default["rate"] / fewest_row["rate"]
+                text += (f" Removing the causes one at a time under the same server: {'; '.join(parts)}. "
+                         f"Taking out {removed} of the {page['hops']} hops takes {share:.0%} off the time per request.")
+            else:
+                text += " The middleware and the view run inside one of those hops."
+            floor_ms = 1000 / floor["rate"]
+            text += (f" The bare page costs {floor_ms:.3f} ms of machine time per request under {server}; adding "
+                     f"the in-process page's {page['inprocess_ms']:.2f} ms predicts "
+                     f"{(floor_ms + page['inprocess_ms']) / floor_ms:.2f}× the floor, against "
+                     f"{ratio(default, floor):.2f}× measured.")
+            paragraphs.append(text)
+        echo = counts["echo"]
+        for server in ASGI_SERVERS:
+            floor = find(rows, section="echo", server=server, subject="bare ASGI echo (floor)")
+            default = find(rows, section="echo", server=server, subject=ECHO_LABELS["echo"])
+            text = (f"**{track}, echo under {server}.** Step 05's consumer takes {ratio(default, floor):.2f}× the bare "
+                    f"ASGI echo's time per message with {echo['hops']:g} thread hop{'' if echo['hops'] == 1 else 's'} per message "
+                    f"(Channels {run['versions']['channels']}{': ' + ', '.join(echo['hop_functions']) if echo['hop_functions'] else ''}).")
+            if "echo_without_per_message_hop" in counts:
+                without = find(rows, section="echo", server=server, subject=ECHO_LABELS["echo_without_per_message_hop"])
+                text += (f" With `aclose_old_connections()` taken out of dispatch (an experiment, not a recommendation) "
+                         f"it makes {counts['echo_without_per_message_hop']['hops']:g} hops per message and takes "
+                         f"{ratio(without, floor):.2f}× the floor: the hop accounts for "
+                         f"{1 - default['rate'] / without['rate']:.0%} of its time per message.")
+            paragraphs.append(text)
+    return "\n\n".join(paragraphs)
+
+
+# --- running it --------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
+    parser.add_argument("--config", choices=CONFIGS, default="full")
+    parser.add_argument("--json", type=Path, help="also write the counts and rows here")
+    parser.add_argument("--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS)  # worker
+    parser.add_argument("--measure-track", help=argparse.SUPPRESS)  # worker
+    args = parser.parse_args()
+
+    if args.count:
+        count_in_this_process(*args.count, CONFIGS[args.config])
+        return
+    if args.measure_track:
+        print(json.dumps(measure_track(args.measure_track, args.config)))
+        return
+    runs = []
+    for track in args.tracks:
+        python = REPO_ROOT / ".venv" / track / "bin" / "python"
+        print(f"track {track}:", file=sys.stderr, flush=True)
+        result = subprocess.run(
+            [str(python), "-m", "benchmarks.thread_hops", "--measure-track", track, "--config", args.config],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True,
+        )
+        runs.append(json.loads(result.stdout))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
+    print(table(runs))
+    print()
+    print(explanation(runs))
+
+
+if __name__ == "__main__":
+    main()
