@@ -405,6 +405,116 @@ def explanation(runs):
     return "\n\n".join(paragraphs)
 
 
+# --- daphne's one-client tail: where a slow echo round trip's time goes ----------------------
+
+
+def serve_with_logs(server_argv, log_prefix):
+    """Run a server CLI with every GC collection and every blocking epoll wait logged, with
+    time.monotonic() timestamps (one clock for all processes on Linux)."""
+    import gc
+    import selectors
+
+    gc_log = open(log_prefix + ".gc", "w", buffering=1)
+    wait_log = open(log_prefix + ".wait", "w", buffering=1 << 16)
+    gc_started = []
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_started[:] = [time.monotonic()]
+        elif gc_started:
+            gc_log.write(f"{gc_started[0]:.6f} {time.monotonic() - gc_started[0]:.6f}\n")
+
+    gc.callbacks.append(on_gc)
+    select = selectors.EpollSelector.select
+
+    def logged_select(selector, timeout=None):
+        started = time.monotonic()
+        events = select(selector, timeout)
+        if timeout is None or timeout > 0:
+            wait_log.write(f"{started:.6f} {time.monotonic() - started:.6f} {timeout}\n")
+        return events
+
+    selectors.EpollSelector.select = logged_select
+    sys.argv = server_argv
+    if Path(server_argv[0]).name == "daphne":
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface.entrypoint()
+    else:
+        import uvicorn.main
+
+        uvicorn.main.main()
+
+
+async def timed_echoes(url, seconds):
+    """(monotonic send time, round trip seconds) of one client echoing as fast as it can."""
+    from websockets.asyncio.client import connect
+
+    samples = []
+    async with connect(url, origin="http://127.0.0.1", compression=None) as websocket:
+        for phase_seconds, keep in ((0.5, False), (seconds, True)):
+            ends = time.monotonic() + phase_seconds
+            while time.monotonic() < ends:
+                sent = time.monotonic()
+                await websocket.send("hello")
+                await websocket.recv()
+                if keep:
+                    samples.append((sent, time.monotonic() - sent))
+    return samples
+
+
+def tail_of(server, seconds=5.0, slow=0.001):
+    """One client against the bare ASGI echo under `server`, with the server's GC and epoll
+    waits logged: how many round trips took over `slow` seconds, and where their time went."""
+    import tempfile
+
+    from tools.server_process import ServerProcess, free_port
+    from tools.step_commands import command_with_address
+
+    with tempfile.TemporaryDirectory(prefix="echo-tail-") as scratch:
+        prefix = str(Path(scratch) / server)
+        port = free_port()
+        argv = [sys.executable, "-m", "benchmarks.thread_hops", "--serve-with-logs", prefix, "--",
+                *command_with_address(f"{server} bare_asgi_echo:application", port)]
+        process = ServerProcess(argv, BENCHMARKS, port, env={"PYTHONPATH": str(REPO_ROOT)}, name=server)
+        process.start()
+        try:
+            samples = asyncio.run(timed_echoes(process.ws_url + "/ws/echo/", seconds))
+        finally:
+            process.stop()
+        collections = [tuple(map(float, line.split())) for line in open(prefix + ".gc")]
+        waits = [tuple(map(float, line.split()[:2])) for line in open(prefix + ".wait")]
+    trips = sorted(r for _, r in samples)
+    slow_trips = [(t, r) for t, r in samples if r > slow]
+
+    def inside(events, t, r, at_least=0.0):
+        return any(start < t + r and start + length > t and length >= at_least for start, length in events)
+
+    return {
+        "server": server, "round_trips": len(trips),
+        "p50_ms": trips[len(trips) // 2] * 1000, "p99_ms": trips[int(len(trips) * 0.99)] * 1000,
+        "slow": len(slow_trips), "slow_ms": slow * 1000,
+        "slow_during_gc": sum(inside(collections, t, r) for t, r in slow_trips),
+        "slow_server_idle": sum(inside(waits, t, r, at_least=r / 2) for t, r in slow_trips),
+        "waits_logged": len(waits),
+    }
+
+
+def tail_explanation(tails):
+    lines = []
+    for tail in tails:
+        lines.append(
+            f"**One client, bare ASGI echo under {tail['server']}.** Of {tail['round_trips']:,} round trips "
+            f"(p50 {tail['p50_ms']:.3f} ms, p99 {tail['p99_ms']:.3f} ms), {tail['slow']} "
+            f"({tail['slow'] / tail['round_trips']:.2%}) took over {tail['slow_ms']:.0f} ms. "
+            f"{tail['slow_during_gc']} of them overlapped a garbage collection in the server. " + (
+                f"In {tail['slow_server_idle']} the server sat idle in epoll, waiting for its socket, for at "
+                f"least half of the round trip: that time went outside the server's Python (in the client, the "
+                f"kernel or the scheduler)." if tail["waits_logged"] else
+                "Its event loop (uvloop) waits outside Python's selectors, so its waits were not logged."))
+    return "\n\n".join(lines)
+
+
 # --- running it --------------------------------------------------------------------------------
 
 
@@ -415,7 +525,17 @@ def main():
     parser.add_argument("--json", type=Path, help="also write the counts and rows here")
     parser.add_argument("--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS)  # worker
     parser.add_argument("--measure-track", help=argparse.SUPPRESS)  # worker
-    args = parser.parse_args()
+    parser.add_argument("--echo-tail", action="store_true",
+                        help="only where daphne's and uvicorn's slow one-client round trips go (this track)")
+    parser.add_argument("--serve-with-logs", help=argparse.SUPPRESS)  # worker: a logged server
+    args, server_argv = parser.parse_known_args()
+
+    if args.serve_with_logs:
+        serve_with_logs([a for a in server_argv if a != "--"], args.serve_with_logs)
+        return
+    if args.echo_tail:
+        print(tail_explanation([tail_of(server) for server in ASGI_SERVERS]))
+        return
 
     if args.count:
         count_in_this_process(*args.count, CONFIGS[args.config])
