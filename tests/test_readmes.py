@@ -13,21 +13,38 @@ from tools.step_commands import README_COMMANDS
 STEPS = sorted(p for p in REPO_ROOT.glob("step*_*") if p.is_dir())
 # Commands a README may show that are not server starts, each with the test that covers it.
 OTHER_TESTED_COMMANDS = {
-    # test_requirements.py: requirements.txt pins what the default track's lock installs.
+    # test_requirements.py: each file pins its track's lock; test_step_requirements.py runs them
+    # in a fresh environment per track for a copied-out step.
     "pip install -r requirements.txt",
-    # test_step05_channels.py starts these (ports replaced by free ones) and chats across them.
-    'redis-server --port 6379 --save ""',
+    "pip install -r requirements-current.txt",
+    # test_step01_startproject.py and test_step02_daphne.py run migrate in a copy of the step
+    # (and compare its output); step 05 and 06's server tests serve a migrated copy.
+    "python manage.py migrate",
+    # test_step02_daphne.py types it in a pseudo-terminal, then logs in with that user.
+    "python manage.py createsuperuser",
+    # test_step05_channels.py and test_step06_reliable_chat.py start these (ports replaced by
+    # free ones) and chat across them.
+    'redis-server --port 6379 --bind 127.0.0.1 --save ""',
     "REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application",
     "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application",
+    # test_step06_reliable_chat.py runs it in a fresh migrated copy and compares its output.
+    'python manage.py announce lobby "The building closes at six."',
 }
-# A step compares with the step it builds on: the one before it, except step 05, which takes
-# step 03's project and adds Channels instead of step 04's hand-written router.
+# The steps, in order. Each compares with the step it builds on: the one before it, except step
+# 05, which takes step 03's project and adds Channels instead of step 04's hand-written router.
+EXPECTED_STEPS = [
+    "step01_startproject",
+    "step02_daphne",
+    "step03_websocket_error",
+    "step04_custom_router",
+    "step05_channels",
+    "step06_reliable_chat",
+]
 BUILDS_ON = {"step05_channels": "step03_websocket_error"}
 
 
-def test_all_five_steps_are_here():
-    assert [p.name[:6] for p in STEPS] == ["step01", "step02", "step03", "step04", "step05"][: len(STEPS)]
-    assert len(STEPS) >= 3
+def test_every_step_of_the_tutorial_is_here_in_order():
+    assert [p.name for p in STEPS] == EXPECTED_STEPS
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)

@@ -5,7 +5,9 @@ import os
 import re
 import shlex
 import signal
+import sqlite3
 import subprocess
+import sys
 import time
 
 import psutil
@@ -14,8 +16,9 @@ import requests
 
 from tools.repository import REPO_ROOT
 from tests.readme_console import console_commands
-from tools.step_commands import README_COMMANDS
+from tools.step_commands import README_COMMANDS, copy_step
 from tools.server_process import free_port
+from tools.waiting import wait_until
 from tests.test_requirements import locked_versions
 
 README = REPO_ROOT / "README.md"
@@ -49,9 +52,12 @@ def test_readme_shows_the_run_command_of_the_issue():
 
 
 @pytest.mark.parametrize("command", sorted(set(RUN_COMMANDS)))
-def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track):
+def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
     port = free_port()
-    argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}"]
+    step = re.search(r"STEP=(\d+)", command).group(1)
+    # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
+    copy = copy_step(step, tmp_path)
+    argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}", f"STEP_COPY={copy}"]
     # A session of its own, so Ctrl-C can be sent to make and everything below it, as a terminal does.
     make = subprocess.Popen(
         argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -60,8 +66,9 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track):
     output = []
     try:
         url = f"http://127.0.0.1:{port}/"
+        opened = f"open http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
-        while not any(f"open {url}" in line for line in output):
+        while not any(opened in line for line in output):
             assert time.monotonic() < deadline and make.poll() is None, "".join(output)
             output.append(make.stdout.readline())
         assert requests.get(url, timeout=10).status_code == 200
@@ -77,6 +84,41 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track):
     assert make.returncode in (0, 2, -signal.SIGINT), "".join(output) + remaining
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=5)
+    # A step whose README has the reader run migrate gets it from make run too.
+    readme_migrates = "$ python manage.py migrate\n" in (copy / "README.md").read_text()
+    assert ("manage.py migrate --noinput" in "".join(output)) == readme_migrates
+    if readme_migrates:
+        tables = sqlite3.connect(copy / "db.sqlite3").execute("SELECT name FROM sqlite_master")
+        assert ("django_session",) in tables.fetchall()
+
+
+def test_make_run_on_a_port_another_program_serves_says_so_and_fails(track):
+    port = free_port()
+    # Another program answering HTTP on the port: make run must not mistake it for its server.
+    other = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: requests_answer(f"http://127.0.0.1:{port}/"), timeout=30)
+        result = subprocess.run(
+            ["make", "run", "STEP=01", f"PORT={port}", f"TRACK={track}"], cwd=REPO_ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+        )
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
+    assert result.returncode != 0, result.stdout
+    assert f"port {port} on 127.0.0.1 is already in use by another program" in result.stdout
+    assert f"PORT={port + 1}" in result.stdout
+    assert "Serving" not in result.stdout
+
+
+def requests_answer(url):
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_make_reuses_an_installed_environment(track):

@@ -19,7 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.chat_clients import ChatClient, EventLoopThread, chat_path, close_all, room_load
-from tools.step_commands import manage
+from tests.readme_console import find_command
+from tools.repository import step_directory
+from tools.step_commands import copy_step, manage, migrate
 from tools.waiting import wait_until
 
 STEP = "step06_reliable_chat"
@@ -591,3 +593,13 @@ def test_an_announcement_from_the_command_line_reaches_open_pages(
     assert [text for _, text in rows] == ["the building closes at six"]
     for page in pages:
         wait_until_shows(page, rows, timeout=TIMEOUT)
+
+
+def test_the_readmes_announce_command_prints_what_the_readme_shows(tmp_path):
+    command = 'python manage.py announce lobby "The building closes at six."'
+    (shown,) = find_command(step_directory(STEP) / "README.md", command)
+    directory = copy_step(STEP, tmp_path)  # a fresh database: the first message has id 1
+    migrate(directory)
+    printed = manage(directory, shown.command.removeprefix("python manage.py "), env=IN_MEMORY)
+    assert printed.splitlines() == shown.output
+    assert stored_texts(directory, "lobby") == ["The building closes at six."]

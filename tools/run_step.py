@@ -8,9 +8,11 @@ import time
 
 from tools.repository import step_directory
 from tools.server_process import PortTaken
-from tools.step_commands import SERVERS, step_server
+from tools.step_commands import MIGRATE_COMMAND, SERVERS, migrate, step_server
 
 LOCAL_LINK = re.compile(r"<http://127\.0\.0\.1:8000(/[^>]*)>")
+# A step whose README has the reader type this gets it done by `make run` too.
+README_MIGRATE = re.compile(r"^\$ python manage\.py migrate$", re.M)
 
 
 def main():
@@ -18,9 +20,14 @@ def main():
     parser.add_argument("--step", required=True, help="a step number: 01, 02, ...")
     parser.add_argument("--server", choices=SERVERS, default="runserver")
     parser.add_argument("--port", type=int, default=8000)
+    # The tests serve a copy of the step, so that they never write a database into the step.
+    parser.add_argument("--directory", help="serve this copy of the step instead")
     args = parser.parse_args()
 
-    server = step_server(args.step, args.server, port=args.port)
+    server = step_server(args.step, args.server, port=args.port, directory=args.directory)
+    if README_MIGRATE.search(readme_of(server.cwd)):
+        print(f"$ cd {server.cwd.name} && {MIGRATE_COMMAND}", flush=True)
+        print(migrate(server.cwd), end="", flush=True)
     print(f"$ cd {server.cwd.name} && {server.command_line()}", flush=True)
     # Stop the server on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -53,9 +60,12 @@ def main():
 
 def lesson_page(directory):
     """The page the step's README sends the reader to first (its first local link), or /."""
-    readme = (step_directory(directory.name) / "README.md").read_text()
-    found = LOCAL_LINK.search(readme)
+    found = LOCAL_LINK.search(readme_of(directory))
     return found.group(1) if found else "/"
+
+
+def readme_of(directory):
+    return (step_directory(directory.name) / "README.md").read_text()
 
 
 def show_new_output(server, shown):
