@@ -24,10 +24,10 @@ VENV = .venv/$(TRACK)
 env: $(VENV)/installed
 
 run: $(VENV)/installed
-	$(VENV)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT)
+	$(VENV)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT) $(if $(STEP_COPY),--directory $(STEP_COPY))
 
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
-	.venv/django30/bin/python tools/run_tests.py $(TRACKS) $(PYTEST_ARGS)
+	.venv/django30/bin/python -m tools.run_tests $(TRACKS) $(PYTEST_ARGS)
 
 # Jupyter refuses to start as root unless told to; CI and many containers run as root.
 notebooks: $(VENV)/installed
@@ -40,7 +40,7 @@ notebook-outputs: .venv/django30/installed
 # Every server and step side by side, on both tracks: writes benchmarks/results/ and the
 # results block of benchmarks/README.md. A few minutes; loopback only.
 benchmark: $(foreach track,$(TRACKS),.venv/$(track)/installed)
-	$(VENV)/bin/python benchmarks/run_benchmark.py --tracks $(TRACKS) $(BENCHMARK_ARGS)
+	$(VENV)/bin/python -m benchmarks.run_benchmark --tracks $(TRACKS) $(BENCHMARK_ARGS)
 
 lock:
 	tools/lock_requirements.sh

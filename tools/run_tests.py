@@ -1,30 +1,38 @@
 """`make test`: the whole suite, on every track named on the command line.
 
+    python -m tools.run_tests django30 current [pytest options]
+
 The tracks run side by side. Per track, one pytest process runs everything that talks to
 steps from outside (servers, browsers, READMEs, notebooks), and each directory under
-tests/inprocess/ gets a pytest process of its own, because every step's package is called `newtest` and one Python
-process can import only one of them. At the end it checks that no process started by the
-run is still alive, and prints one summary line for the whole run.
+tests/inprocess/ gets a pytest process of its own, because every step's package is called
+`newtest` and one Python process can import only one of them. A line is printed as each pytest
+process finishes; at the end come the full outputs, track by track in a fixed order, the
+reasons for every skipped test, a check that no process started by the run is still alive,
+and one summary line for the whole run.
 """
 
-import concurrent.futures
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tools.repository import REPO_ROOT
+from tools.tracks import TRACKS, track_python
+
 RUN_MARKER = "TUTORIAL_TEST_RUN"
+# -rs: pytest's short summary lists every skip with its reason (which tool to install).
+PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs"]
+SKIP_LINE = re.compile(r"^SKIPPED \[\d+\] (.*)$", re.MULTILINE)
 
 
 def pytest_runs(track, extra_args):
-    python = REPO_ROOT / ".venv" / track / "bin" / "python"
-    base = [str(python), "-m", "pytest", "-p", "no:cacheprovider", *extra_args]
+    """(label, argv) of each pytest process of one track, in the order they run."""
+    base = [str(track_python(track)), "-m", "pytest", *PYTEST_OPTIONS, *extra_args]
     yield "out of process", base + ["tests", "--ignore=tests/inprocess"]
     for step_tests in sorted((REPO_ROOT / "tests" / "inprocess").glob("step*")):
         yield f"in process, {step_tests.name}", base + [str(step_tests.relative_to(REPO_ROOT))]
@@ -49,45 +57,70 @@ def leftover_processes(run_id):
     return found
 
 
-def run_track(track, extra_args):
-    """Runs one track's pytest processes one after the other; returns output, counts, failures."""
-    output, failures = [], []
-    totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    for label, argv in pytest_runs(track, extra_args):
-        result = subprocess.run(
-            argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output.append(f"\n===== track {track}: {label} =====\n{result.stdout}")
-        summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-        for outcome in ("passed", "failed", "skipped"):
-            totals[outcome] += count(outcome, summary)
-        totals["errors"] += count("error", summary)
-        print(f"track {track}, {label}: {summary.strip('= ')}", flush=True)
-        # Exit code 5 means "no tests collected": a broken run, never a pass.
-        if result.returncode != 0:
-            failures.append(f"{track}: {label} (pytest exit code {result.returncode})")
-    return "".join(output), totals, failures
+class TrackRun:
+    """One track's pytest processes, run one after the other in a thread of their own."""
+
+    def __init__(self, track, extra_args, started):
+        self.track = track
+        self.extra_args = extra_args
+        self.started = started
+        self.outputs = []
+        self.failures = []
+        self.skip_reasons = []
+        self.totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "deselected": 0}
+
+    def run(self):
+        for label, argv in pytest_runs(self.track, self.extra_args):
+            result = subprocess.run(
+                argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            self.outputs.append(f"\n===== track {self.track}: {label} =====\n{result.stdout}")
+            lines = result.stdout.strip().splitlines()
+            summary = lines[-1].strip("= ") if lines else "no output"
+            for outcome in ("passed", "failed", "skipped", "deselected"):
+                self.totals[outcome] += count(outcome, summary)
+            self.totals["errors"] += count("error", summary)
+            self.skip_reasons += [f"{self.track}: {r}" for r in SKIP_LINE.findall(result.stdout)]
+            elapsed = time.monotonic() - self.started
+            print(f"[{elapsed / 60:4.1f} min] {self.track}, {label}: {summary}", flush=True)
+            # Exit code 5 means "no tests collected": a broken run, never a pass.
+            if result.returncode != 0:
+                self.failures.append(f"{self.track}: {label} (pytest exit code {result.returncode})")
 
 
 def main():
-    tracks = [a for a in sys.argv[1:] if not a.startswith("-")] or ["django30", "current"]
-    extra_args = [a for a in sys.argv[1:] if a.startswith("-")]
+    # The leading track names choose the tracks; everything after them goes to pytest.
+    arguments = sys.argv[1:]
+    named = 0
+    while named < len(arguments) and arguments[named] in TRACKS:
+        named += 1
+    # The outputs come in the tracks' fixed order (django30 first), whatever order was asked.
+    tracks = sorted(arguments[:named] or TRACKS, key=list(TRACKS).index)
+    extra_args = arguments[named:]
     run_id = uuid.uuid4().hex
     os.environ[RUN_MARKER] = run_id
-    totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    failures = []
     started = time.monotonic()
-    # The tracks run side by side (the servers under test take free ports, so they never
-    # collide); each track's output is printed whole when that track is done.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(tracks)) as pool:
-        runs = {pool.submit(run_track, track, extra_args): track for track in tracks}
-        for finished in concurrent.futures.as_completed(runs):
-            output, track_totals, track_failures = finished.result()
-            sys.stdout.write(output)
-            sys.stdout.flush()
-            for outcome, number in track_totals.items():
-                totals[outcome] += number
-            failures += track_failures
+    print(
+        f"Running the tests on {', '.join(tracks)} side by side (a few minutes); a line as each "
+        "pytest process finishes, the full outputs at the end.",
+        flush=True,
+    )
+    # The servers under test take free ports, so the tracks never collide.
+    runs = [TrackRun(track, extra_args, started) for track in tracks]
+    threads = [threading.Thread(target=run.run) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "deselected": 0}
+    failures, skip_reasons = [], []
+    for run in runs:
+        sys.stdout.write("".join(run.outputs))
+        for outcome, number in run.totals.items():
+            totals[outcome] += number
+        failures += run.failures
+        skip_reasons += run.skip_reasons
 
     time.sleep(1)
     leftovers = leftover_processes(run_id)
@@ -101,6 +134,16 @@ def main():
 
     minutes = (time.monotonic() - started) / 60
     print(f"\n===== all tracks ({', '.join(tracks)}) in {minutes:.1f} min =====")
+    if skip_reasons:
+        print(f"Skipped ({len(skip_reasons)} lines, with what to install):")
+        for reason in skip_reasons:
+            print(f"  {reason}")
+    if totals["deselected"]:
+        because = "your pytest options, and " if extra_args else ""
+        print(
+            f"{totals['deselected']} deselected: {because}tests marked for the other track "
+            "(@pytest.mark.track), which run on that track: deselected here, not skipped."
+        )
     for failure in failures:
         print(f"FAILED: {failure}")
     failed = totals["failed"] + totals["errors"] + (1 if failures and not totals["failed"] else 0)
