@@ -7,11 +7,15 @@ import pytest
 from tools.repository import REPO_ROOT
 
 MARKDOWN_FILES = sorted(
-    p for p in REPO_ROOT.rglob("*.md") if not {".venv", ".git", ".pytest_cache", "node_modules"} & set(p.parts)
+    p
+    for p in REPO_ROOT.rglob("*.md")
+    if not {".venv", ".git", ".pytest_cache", "node_modules"} & set(p.parts)
 )
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 # Backticked repository paths in prose, such as `notebooks/03_....ipynb` or `tools/show_tree.py`.
-REPO_PATH = re.compile(r"`((?:notebooks|tests|tools|requirements|benchmarks|step0\d_\w+)/[\w./-]*)`")
+REPO_PATH = re.compile(
+    r"`((?:notebooks|tests|tools|requirements|benchmarks|step0\d_\w+)/[\w./-]*)`"
+)
 
 
 @pytest.mark.parametrize("markdown", MARKDOWN_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from tools.repository import REPO_ROOT
 from tests.readme_console import console_commands
 from tests.readme_structure import listed_changes, real_changes, shown_tree
+from tools.repository import REPO_ROOT
 from tools.show_tree import render_tree
 from tools.step_commands import README_COMMANDS
 

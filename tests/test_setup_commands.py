@@ -14,12 +14,12 @@ import psutil
 import pytest
 import requests
 
-from tools.repository import REPO_ROOT
 from tests.readme_console import console_commands
-from tools.step_commands import README_COMMANDS, copy_step
-from tools.server_process import free_port
-from tools.waiting import wait_until
 from tests.test_requirements import locked_versions
+from tools.repository import REPO_ROOT
+from tools.server_process import free_port
+from tools.step_commands import README_COMMANDS, copy_step
+from tools.waiting import wait_until
 
 README = REPO_ROOT / "README.md"
 SHOWN = [c.command for c in console_commands(README)]
@@ -58,9 +58,13 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
     # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
     copy = copy_step(step, tmp_path)
     argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}", f"STEP_COPY={copy}"]
-    # A session of its own, so Ctrl-C can be sent to make and everything below it, as a terminal does.
+    # A session of its own, so Ctrl-C reaches make and everything below it, as in a terminal.
     make = subprocess.Popen(
-        argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        argv,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     output = []
@@ -97,13 +101,18 @@ def test_make_run_on_a_port_another_program_serves_says_so_and_fails(track):
     # Another program answering HTTP on the port: make run must not mistake it for its server.
     other = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: requests_answer(f"http://127.0.0.1:{port}/"), timeout=30)
         result = subprocess.run(
-            ["make", "run", "STEP=01", f"PORT={port}", f"TRACK={track}"], cwd=REPO_ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+            ["make", "run", "STEP=01", f"PORT={port}", f"TRACK={track}"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
         )
     finally:
         other.terminate()
@@ -128,7 +137,9 @@ def test_make_reuses_an_installed_environment(track):
 
 
 def test_plain_commands_in_the_readme_are_the_launchers():
-    block = re.search(r"### The plain commands\n.*?\n\n((?:    [^\n]*\n)+)", README.read_text(), re.S)
+    block = re.search(
+        r"### The plain commands\n.*?\n\n((?:    [^\n]*\n)+)", README.read_text(), re.S
+    )
     shown = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
     servers = [line for line in shown if not line.startswith(("source ", "cd "))]
     assert sorted(servers) == sorted(README_COMMANDS.values())
@@ -140,5 +151,7 @@ def test_version_table_matches_the_lock_files():
         row = re.search(rf"^\| `{track}`.*$", text, re.M).group(0)
         cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
         locked = locked_versions(track)
-        expected = [locked[p] for p in ("django", "daphne", "channels", "channels-redis", "uvicorn")]
+        expected = [
+            locked[p] for p in ("django", "daphne", "channels", "channels-redis", "uvicorn")
+        ]
         assert cells == expected, track

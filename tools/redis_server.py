@@ -30,10 +30,14 @@ class RedisServer(ServerProcess):
             argv += ["--port", str(port)]
         self.data_directory = tempfile.mkdtemp(prefix="redis-")
         argv += [
-            "--bind", HOST,
-            "--save", "",  # no snapshots ...
-            "--appendonly", "no",  # ... and no append-only file: nothing outlives the test
-            "--dir", self.data_directory,
+            "--bind",
+            HOST,
+            "--save",
+            "",  # no snapshots ...
+            "--appendonly",
+            "no",  # ... and no append-only file: nothing outlives the test
+            "--dir",
+            self.data_directory,
         ]
         super().__init__(argv, cwd=self.data_directory, port=port, name="redis-server")
 
@@ -66,7 +70,7 @@ class RedisServer(ServerProcess):
                     reply += chunk
         except OSError:
             return None
-        line = next(l for l in reply.split(b"\r\n") if l.startswith(b"process_id:"))
+        line = next(x for x in reply.split(b"\r\n") if x.startswith(b"process_id:"))
         return int(line.split(b":")[1])
 
     def ping(self):

@@ -28,6 +28,30 @@ RUN_MARKER = "TUTORIAL_TEST_RUN"
 # -rs: pytest's short summary lists every skip with its reason (which tool to install).
 PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs"]
 SKIP_LINE = re.compile(r"^SKIPPED \[\d+\] (.*)$", re.MULTILINE)
+# ruff (configured in pyproject.toml): lint everywhere; format checked in the harness only.
+RUFF_CHECKS = {
+    "ruff check": ["check", "--output-format", "concise", "."],
+    "ruff format --check": ["format", "--check", "tools", "tests", "benchmarks"],
+}
+
+
+def ruff_findings():
+    """Runs ruff's lint and format check; returns a failure line per check that found something."""
+    failures = []
+    for label, arguments in RUFF_CHECKS.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *arguments],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        last = result.stdout.strip().splitlines()[-1:] or ["no output"]
+        print(f"{label}: {last[0]}", flush=True)
+        if result.returncode != 0:
+            print(result.stdout, flush=True)
+            failures.append(f"{label} (exit code {result.returncode}, findings above)")
+    return failures
 
 
 def pytest_runs(track, extra_args):
@@ -85,7 +109,9 @@ class TrackRun:
             print(f"[{elapsed / 60:4.1f} min] {self.track}, {label}: {summary}", flush=True)
             # Exit code 5 means "no tests collected": a broken run, never a pass.
             if result.returncode != 0:
-                self.failures.append(f"{self.track}: {label} (pytest exit code {result.returncode})")
+                self.failures.append(
+                    f"{self.track}: {label} (pytest exit code {result.returncode})"
+                )
 
 
 def main():
@@ -105,6 +131,8 @@ def main():
         "pytest process finishes, the full outputs at the end.",
         flush=True,
     )
+    # Lint first: it takes a second, and its findings fail the run after the tests have run.
+    lint_failures = ruff_findings()
     # The servers under test take free ports, so the tracks never collide.
     runs = [TrackRun(track, extra_args, started) for track in tracks]
     threads = [threading.Thread(target=run.run) for run in runs]
@@ -114,7 +142,7 @@ def main():
         thread.join()
 
     totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "deselected": 0}
-    failures, skip_reasons = [], []
+    failures, skip_reasons = list(lint_failures), []
     for run in runs:
         sys.stdout.write("".join(run.outputs))
         for outcome, number in run.totals.items():

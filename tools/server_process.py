@@ -115,8 +115,9 @@ class ServerProcess:
             wait_until(
                 self.is_ready,
                 timeout=ready_timeout,
-                message=lambda: f"{self.command_line()} to answer on {self.http_url}:\n"
-                + self.log_text(),
+                message=lambda: (
+                    f"{self.command_line()} to answer on {self.http_url}:\n" + self.log_text()
+                ),
             )
         except BaseException:
             self.stop()

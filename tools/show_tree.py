@@ -8,7 +8,11 @@ IGNORED = {"__pycache__", "db.sqlite3", ".ipynb_checkpoints"}
 
 def tree_lines(directory, prefix=""):
     entries = sorted(
-        (p for p in Path(directory).iterdir() if p.name not in IGNORED and not p.name.endswith(".pyc")),
+        (
+            p
+            for p in Path(directory).iterdir()
+            if p.name not in IGNORED and not p.name.endswith(".pyc")
+        ),
         key=lambda p: p.name,
     )
     for index, entry in enumerate(entries):

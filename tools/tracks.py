@@ -14,7 +14,12 @@ from tools.repository import REPO_ROOT
 # The versions each track promises; requirements/<track>.in pins them and the tests check the
 # lock files and the installed packages against this table.
 TRACKS = {
-    "django30": {"Django": "3.0.14", "daphne": "3.0.2", "channels": "3.0.5", "channels-redis": "4.2"},
+    "django30": {
+        "Django": "3.0.14",
+        "daphne": "3.0.2",
+        "channels": "3.0.5",
+        "channels-redis": "4.2",
+    },
     "current": {"Django": "5.2", "daphne": "4.2", "channels": "4.3", "channels-redis": "4.3"},
 }
 DEFAULT_TRACK = "django30"
