@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from tests.foreign_site import ForeignSite, launch_chromium_resolving_foreign_site
 from tests.system_tools import CHROMIUM_ARGS, require_tool
 from tools.redis_server import RedisServer
 from tools.step_commands import ASGI_SERVERS, SERVERS, copy_step, migrate, step_server
@@ -132,6 +133,23 @@ def page(chromium_browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def foreign_site():
+    """A page on another site (tests/foreign_site.py): `foreign_site.page_against(ws_url)`."""
+    with ForeignSite() as site:
+        yield site
+
+
+@pytest.fixture
+def foreign_site_page(chromium_browser):
+    """A page in a second Chromium that resolves the foreign site's host name to loopback."""
+    chromium = require_tool("chromium", "sudo apt-get install chromium")
+    browser = launch_chromium_resolving_foreign_site(chromium_browser.browser_type, chromium)
+    page = browser.new_context().new_page()
+    yield page
+    browser.close()
 
 
 def pytest_sessionfinish(session, exitstatus):

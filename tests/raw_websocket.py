@@ -1,9 +1,14 @@
-"""A WebSocket handshake made by hand on a plain socket, for tests that must break the protocol
-on purpose (a frame cut short, a connection that ends with no close frame)."""
+"""A WebSocket spoken by hand on a plain socket (RFC 6455), for tests that must break the
+protocol on purpose: a frame cut short, a connection that ends with no close frame.
+https://datatracker.ietf.org/doc/html/rfc6455"""
 
 import base64
 import os
 import socket
+import struct
+
+# Frame opcodes (RFC 6455, 5.2).
+CONTINUATION, TEXT, BINARY = 0x0, 0x1, 0x2
 
 
 def raw_handshake(server, path, timeout=30):
@@ -26,3 +31,18 @@ def raw_handshake(server, path, timeout=30):
         response += chunk
     assert response.startswith(b"HTTP/1.1 101 "), response
     return sock
+
+
+def client_frame(opcode, payload, final=True, announced_length=None):
+    """One masked client frame (RFC 6455, 5.2); `announced_length` may promise more bytes than
+    `payload` brings, to send a frame cut short."""
+    length = len(payload) if announced_length is None else announced_length
+    header = bytes([(0x80 if final else 0) | opcode])
+    if length < 126:
+        header += bytes([0x80 | length])
+    elif length < 1 << 16:
+        header += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        header += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    mask = os.urandom(4)
+    return header + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
