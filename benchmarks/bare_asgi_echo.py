@@ -37,14 +37,16 @@ async def answer_page(receive, send):
     message = await receive()
     while message.get("more_body"):
         message = await receive()
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"content-length", str(len(PAGE)).encode()),
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(PAGE)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": PAGE})
 
 

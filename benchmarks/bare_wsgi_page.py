@@ -11,17 +11,19 @@ Run it as `python bare_wsgi_page.py --port 8000`.
 import argparse
 
 import django
+from bare_asgi_echo import PAGE
 from django.conf import settings
 from django.core.servers.basehttp import run
 
-from bare_asgi_echo import PAGE
-
 
 def bare_page(environ, start_response):
-    start_response("200 OK", [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(PAGE))),
-    ])
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(PAGE))),
+        ],
+    )
     return [PAGE]
 
 

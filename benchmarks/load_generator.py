@@ -90,11 +90,13 @@ async def http_get(url, timeout):
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
-        writer.write((
-            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "User-Agent: benchmark-load-generator\r\nAccept: text/html\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode())
+        writer.write(
+            (
+                f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                "User-Agent: benchmark-load-generator\r\nAccept: text/html\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
         status = int(head.split(b" ", 2)[1])
         body = await asyncio.wait_for(reader.read(), timeout)  # to the end of the connection
@@ -137,17 +139,19 @@ async def open_websockets(urls, count, timeout):
     sockets = []
     for first in range(0, count, CONNECT_BATCH):
         batch = range(first, min(count, first + CONNECT_BATCH))
-        sockets += await asyncio.gather(*(
-            connect(
-                urls[i % len(urls)],
-                origin=origin_of(urls[i % len(urls)]),
-                open_timeout=timeout,
-                # Servers differ in compression support: measure them all without it.
-                compression=None,
-                max_queue=None,
+        sockets += await asyncio.gather(
+            *(
+                connect(
+                    urls[i % len(urls)],
+                    origin=origin_of(urls[i % len(urls)]),
+                    open_timeout=timeout,
+                    # Servers differ in compression support: measure them all without it.
+                    compression=None,
+                    max_queue=None,
+                )
+                for i in batch
             )
-            for i in batch
-        ))
+        )
     return sockets
 
 
@@ -206,7 +210,7 @@ async def broadcast_round(sender, current, token, clients, template, timeout):
     await sender.send(template.replace("TOKEN", token))
     try:
         await asyncio.wait_for(round_.all_arrived.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RuntimeError(
             f"{round_.waiting} of {clients} clients never got message {token!r}"
         ) from None
@@ -229,9 +233,16 @@ async def measure_broadcast(args):
             times = []
             for number in range(rounds):
                 token = f"broadcast-{repetition}-{number}"
-                times.append(await broadcast_round(
-                    sockets[0], current, token, args.clients, args.message_template, args.timeout
-                ))
+                times.append(
+                    await broadcast_round(
+                        sockets[0],
+                        current,
+                        token,
+                        args.clients,
+                        args.message_template,
+                        args.timeout,
+                    )
+                )
             if repetition >= 0:
                 repetitions.append(summary(times, sum(times), units_per_sample=args.clients))
         return repetitions
@@ -263,9 +274,12 @@ def parse_arguments(argv):
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10, help="broadcast: messages per repetition")
     parser.add_argument("--warmup-rounds", type=int, default=3)
-    parser.add_argument("--settle", type=float, default=0.5, help="broadcast: seconds after connecting")
     parser.add_argument(
-        "--message-template", default='{"message": "TOKEN"}',
+        "--settle", type=float, default=0.5, help="broadcast: seconds after connecting"
+    )
+    parser.add_argument(
+        "--message-template",
+        default='{"message": "TOKEN"}',
         help="broadcast: the frame client 0 sends, TOKEN replaced by a unique word",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds for any one answer")

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks import room_throughput, thread_hops  # noqa: E402
+
 README_START = "<!-- results start: written by run_benchmark.py, do not edit by hand -->"
 README_END = "<!-- results end -->"
 ASGI_SERVERS = ("daphne", "uvicorn")
@@ -99,13 +101,27 @@ def http_table(rows):
     lines = []
     for row in (r for r in rows if r["section"] == "http"):
         floor = floors(rows, row).get("floor")
-        lines.append([
-            row["track"], row["subject"], row["server"], number(row["rate"]),
-            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]), ratio_cell(row, floor),
-        ])
+        lines.append(
+            [
+                row["track"],
+                row["subject"],
+                row["server"],
+                number(row["rate"]),
+                milliseconds(row["p50_ms"]),
+                milliseconds(row["p99_ms"]),
+                ratio_cell(row, floor),
+            ]
+        )
     return table(
-        ["Track", "Application", "Server", "requests/s", "p50 ms", "p99 ms",
-         "× floor (p50 / time per request)"],
+        [
+            "Track",
+            "Application",
+            "Server",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "× floor (p50 / time per request)",
+        ],
         lines,
     )
 
@@ -114,15 +130,29 @@ def echo_table(rows, clients):
     lines = []
     for row in (r for r in rows if r["section"] == "echo" and r["clients"] == clients):
         found = floors(rows, row)
-        lines.append([
-            row["track"], row["subject"], row["server"], number(row["rate"]),
-            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]),
-            ratio_cell(row, found.get("bare ASGI")), ratio_cell(row, found.get("websockets")),
-        ])
+        lines.append(
+            [
+                row["track"],
+                row["subject"],
+                row["server"],
+                number(row["rate"]),
+                milliseconds(row["p50_ms"]),
+                milliseconds(row["p99_ms"]),
+                ratio_cell(row, found.get("bare ASGI")),
+                ratio_cell(row, found.get("websockets")),
+            ]
+        )
     return table(
-        ["Track", "Application", "Server", "messages/s", "p50 ms", "p99 ms",
-         "× bare ASGI echo, same server (p50 / time per message)",
-         "× websockets library (p50 / time per message)"],
+        [
+            "Track",
+            "Application",
+            "Server",
+            "messages/s",
+            "p50 ms",
+            "p99 ms",
+            "× bare ASGI echo, same server (p50 / time per message)",
+            "× websockets library (p50 / time per message)",
+        ],
         lines,
     )
 
@@ -131,14 +161,29 @@ def broadcast_table(rows):
     lines = []
     for row in (r for r in rows if r["section"] == "broadcast"):
         floor = floors(rows, row).get("floor")
-        lines.append([
-            row["track"], row["subject"], row["server"], row["processes"],
-            milliseconds(row["p50_ms"]), milliseconds(row["p99_ms"]), number(row["rate"]),
-            ratio_cell(row, floor),
-        ])
+        lines.append(
+            [
+                row["track"],
+                row["subject"],
+                row["server"],
+                row["processes"],
+                milliseconds(row["p50_ms"]),
+                milliseconds(row["p99_ms"]),
+                number(row["rate"]),
+                ratio_cell(row, floor),
+            ]
+        )
     return table(
-        ["Track", "Application", "Server", "Server processes", "p50 ms to reach all",
-         "p99 ms to reach all", "deliveries/s", "× floor (p50 / time per delivery)"],
+        [
+            "Track",
+            "Application",
+            "Server",
+            "Server processes",
+            "p50 ms to reach all",
+            "p99 ms to reach all",
+            "deliveries/s",
+            "× floor (p50 / time per delivery)",
+        ],
         lines,
     )
 
@@ -151,7 +196,9 @@ def router_paragraph(rows, track):
     many = max(r["clients"] for r in rows if r["section"] == "echo")
 
     def row(subject, server, clients):
-        return find(rows, section="echo", track=track, subject=subject, server=server, clients=clients)
+        return find(
+            rows, section="echo", track=track, subject=subject, server=server, clients=clients
+        )
 
     needed = [row(s, v, c) for s in (BARE_ECHO, STEP04) for v in ASGI_SERVERS for c in (one, many)]
     if None in needed:
@@ -186,7 +233,9 @@ def router_paragraph(rows, track):
             ratios += [latency_ratio(step, floor), time_per_message_ratio(step, floor)]
     noise = max(
         repetition_spread(row(s, v, c), key)
-        for s in (BARE_ECHO, STEP04) for v in ASGI_SERVERS for c in (one, many)
+        for s in (BARE_ECHO, STEP04)
+        for v in ASGI_SERVERS
+        for c in (one, many)
         for key in ("p50_ms", "rate")
     )
     worst = max(ratios)
@@ -239,8 +288,10 @@ def router_paragraph(rows, track):
             f"Step 05's Channels consumer on the same path, under {faster}, takes "
             + " and ".join(
                 f"{times(latency_ratio(r, bare[faster]))} the bare echo's round trip with the "
-                f"{label} layer" for label, r in channels
-            ) + "."
+                f"{label} layer"
+                for label, r in channels
+            )
+            + "."
         )
     return " ".join(parts)
 
@@ -271,7 +322,8 @@ def markdown(summary):
         lines += [f"**{run['track']} track.** " + router_paragraph(rows, run["track"]), ""]
     if any(r["section"] == "http" for r in rows):
         lines += [
-            f"### HTTP: one page, {config['http_connections']} requests at a time, each on a new connection",
+            f"### HTTP: one page, {config['http_connections']} requests at a time, "
+            "each on a new connection",
             "",
             "The floor is the same server with a bare application that returns a fixed page: "
             "the bare ASGI app for daphne and uvicorn, runserver's own threaded WSGIServer "
@@ -289,7 +341,8 @@ def markdown(summary):
         ]
     if any(r["section"] == "broadcast" for r in rows):
         lines += [
-            f"### Broadcast: one chat message to all {config['broadcast_clients']} clients of a room",
+            f"### Broadcast: one chat message to all {config['broadcast_clients']} "
+            "clients of a room",
             "",
             "Time from client 0 sending a message until every client in the room, the sender "
             "included, has received it. With two server processes the clients are split "
@@ -302,6 +355,23 @@ def markdown(summary):
             broadcast_table(rows),
             "",
         ]
+    hops = [run["thread_hops"] for run in summary["tracks"] if "thread_hops" in run]
+    if hops:
+        lines += [
+            "### Thread hops: what each cause costs",
+            "",
+            "Measured by benchmarks/thread_hops.py (notebooks/06 explains the counts).",
+            "",
+            thread_hops.table(hops),
+            "",
+            thread_hops.explanation(hops),
+            "",
+        ]
+    rooms = summary.get("room_throughput")
+    if rooms:
+        lines += ["### Chat room throughput: steps 05 and 06", ""]
+        for step in sorted({row["step"] for row in room_throughput.all_rows(rooms)}):
+            lines += [f"**Step {step}.** " + room_throughput.render_block(rooms, step), ""]
     return "\n".join(lines)
 
 
@@ -329,10 +399,15 @@ def grouped_bars(axis, groups, series, ylabel, title, tracks):
     width = 0.8 / max(1, len(series))
     for index, (label, values) in enumerate(series.items()):
         positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        present = [(p, v) for p, v in zip(positions, values) if v is not None]
+        present = [(p, v) for p, v in zip(positions, values, strict=True) if v is not None]
         if present:
-            axis.bar([p for p, _ in present], [v for _, v in present], width, label=label,
-                     color=colour(label, tracks))
+            axis.bar(
+                [p for p, _ in present],
+                [v for _, v in present],
+                width,
+                label=label,
+                color=colour(label, tracks),
+            )
     axis.set_xticks(range(len(groups)))
     axis.set_xticklabels(groups, fontsize=8)
     axis.set_ylabel(ylabel)
@@ -353,20 +428,27 @@ def chart(summary, path):
         for floor, label in ((True, "bare page"), (False, "step 03 page")):
             for track in tracks:
                 http[f"{label}, {track}"] = [
-                    (find(rows, section="http", track=track, server=s, is_floor=floor) or {}).get("rate")
+                    (find(rows, section="http", track=track, server=s, is_floor=floor) or {}).get(
+                        "rate"
+                    )
                     for s in servers
                 ]
-        grouped_bars(axes[0][0], servers, http, "requests/s (higher is better)",
-                     "HTTP: one page", tracks)
+        grouped_bars(
+            axes[0][0], servers, http, "requests/s (higher is better)", "HTTP: one page", tracks
+        )
     else:
         axes[0][0].axis("off")
 
     echo_subjects = [BARE_ECHO, STEP04, STEP05_MEMORY, STEP05_REDIS]
     echo_labels = ["bare ASGI\n(floor)", "step 04\nrouter", "step 05\nin-memory", "step 05\nRedis"]
-    echo_panels = [
-        (axes[0][1], echo_clients[0], "p50_ms", "p50 round trip, ms (lower is better)"),
-        (axes[1][0], echo_clients[-1], "rate", "messages/s (higher is better)"),
-    ] if echo_clients else []
+    echo_panels = (
+        [
+            (axes[0][1], echo_clients[0], "p50_ms", "p50 round trip, ms (lower is better)"),
+            (axes[1][0], echo_clients[-1], "rate", "messages/s (higher is better)"),
+        ]
+        if echo_clients
+        else []
+    )
     if not echo_clients:
         axes[0][1].axis("off")
         axes[1][0].axis("off")
@@ -375,17 +457,39 @@ def chart(summary, path):
         for server in ASGI_SERVERS:
             for track in tracks:
                 series[f"{server}, {track}"] = [
-                    (find(rows, section="echo", track=track, subject=s, server=server,
-                          clients=clients) or {}).get(key)
+                    (
+                        find(
+                            rows,
+                            section="echo",
+                            track=track,
+                            subject=s,
+                            server=server,
+                            clients=clients,
+                        )
+                        or {}
+                    ).get(key)
                     for s in echo_subjects
                 ]
-        grouped_bars(axis, echo_labels, series, ylabel,
-                     f"WebSocket echo, {clients} client{'s' if clients > 1 else ''}", tracks)
-        for track, style in zip(tracks, ("--", ":")):
-            websockets = find(rows, section="echo", track=track, server="websockets", clients=clients)
+        grouped_bars(
+            axis,
+            echo_labels,
+            series,
+            ylabel,
+            f"WebSocket echo, {clients} client{'s' if clients > 1 else ''}",
+            tracks,
+        )
+        for track, style in zip(tracks, ("--", ":"), strict=False):
+            websockets = find(
+                rows, section="echo", track=track, server="websockets", clients=clients
+            )
             if websockets:
-                axis.axhline(websockets[key], color="black", linestyle=style, linewidth=1,
-                             label=f"websockets library, {track}")
+                axis.axhline(
+                    websockets[key],
+                    color="black",
+                    linestyle=style,
+                    linewidth=1,
+                    label=f"websockets library, {track}",
+                )
         axis.legend(fontsize=7)
 
     broadcast = [r for r in rows if r["section"] == "broadcast"]
@@ -398,16 +502,32 @@ def chart(summary, path):
         for server in ASGI_SERVERS:
             for track in tracks:
                 series[f"{server}, {track}"] = [
-                    (find(rows, section="broadcast", track=track, subject=s, processes=p,
-                          server=server) or {}).get("p50_ms")
+                    (
+                        find(
+                            rows,
+                            section="broadcast",
+                            track=track,
+                            subject=s,
+                            processes=p,
+                            server=server,
+                        )
+                        or {}
+                    ).get("p50_ms")
                     for s, p in subjects
                 ]
         labels = [
-            s.replace(" (floor)", "\n(floor)").replace(", ", "\n") + f"\n{p} process{'es' if p > 1 else ''}"
+            s.replace(" (floor)", "\n(floor)").replace(", ", "\n")
+            + f"\n{p} process{'es' if p > 1 else ''}"
             for s, p in subjects
         ]
-        grouped_bars(axes[1][1], labels, series, "p50 ms to reach all (lower is better)",
-                     f"Broadcast to {broadcast[0]['clients']} clients", tracks)
+        grouped_bars(
+            axes[1][1],
+            labels,
+            series,
+            "p50 ms to reach all (lower is better)",
+            f"Broadcast to {broadcast[0]['clients']} clients",
+            tracks,
+        )
     else:
         axes[1][1].axis("off")
 
@@ -430,13 +550,17 @@ def write_results(summary, output, readme=None):
     output.mkdir(parents=True, exist_ok=True)
     body = markdown(summary)
     results_md = output / "results.md"
-    results_md.write_text("# Benchmark results\n\n![benchmark chart](benchmark.png)\n\n" + body + "\n")
+    results_md.write_text(
+        "# Benchmark results\n\n![benchmark chart](benchmark.png)\n\n" + body + "\n"
+    )
     (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     chart(summary, output / "benchmark.png")
     written = [results_md, output / "results.json", output / "benchmark.png"]
     if readme is not None:
         text = Path(readme).read_text()
-        block = f"{README_START}\n\n![benchmark chart](results/benchmark.png)\n\n{body}\n{README_END}"
+        block = (
+            f"{README_START}\n\n![benchmark chart](results/benchmark.png)\n\n{body}\n{README_END}"
+        )
         pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{readme} has no results markers")

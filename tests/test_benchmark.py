@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tools.repository import REPO_ROOT
 from tests.system_tools import require_tool
+from tools.repository import REPO_ROOT
 from tools.tracks import running_track
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
@@ -21,16 +21,28 @@ ECHO_APPLICATIONS = [
     "step 05 Channels, Redis",
 ]
 EXPECTED_ROWS = (
-    [("http", app, server, 2, 1)
-     for server in ("runserver", "daphne", "uvicorn")
-     for app in ("bare page (floor)", "step 03 page")]
+    [
+        ("http", app, server, 2, 1)
+        for server in ("runserver", "daphne", "uvicorn")
+        for app in ("bare page (floor)", "step 03 page")
+    ]
     + [("echo", "websockets library (floor)", "websockets", clients, 1) for clients in (1, 3)]
-    + [("echo", app, server, clients, 1)
-       for clients in (1, 3) for server in ("daphne", "uvicorn") for app in ECHO_APPLICATIONS]
-    + [("broadcast", app, server, 5, processes)
-       for server in ("daphne", "uvicorn")
-       for app, processes in (("bare ASGI room (floor)", 1), ("step 05, in-memory", 1),
-                              ("step 05, Redis", 1), ("step 05, Redis", 2))]
+    + [
+        ("echo", app, server, clients, 1)
+        for clients in (1, 3)
+        for server in ("daphne", "uvicorn")
+        for app in ECHO_APPLICATIONS
+    ]
+    + [
+        ("broadcast", app, server, 5, processes)
+        for server in ("daphne", "uvicorn")
+        for app, processes in (
+            ("bare ASGI room (floor)", 1),
+            ("step 05, in-memory", 1),
+            ("step 05, Redis", 1),
+            ("step 05, Redis", 2),
+        )
+    ]
 )
 RATIO = re.compile(r"(\d+\.\d\d)×")
 
@@ -42,9 +54,17 @@ def tiny_run(tmp_path_factory):
     readme_before = (BENCHMARKS / "README.md").read_text()
     # The README's `make benchmark`, narrowed to this track and the tiny configuration.
     result = subprocess.run(
-        ["make", "benchmark", f"TRACKS={running_track()}", f"TRACK={running_track()}",
-         f"BENCHMARK_ARGS=--config tiny --output {output}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        [
+            "make",
+            "benchmark",
+            f"TRACKS={running_track()}",
+            f"TRACK={running_track()}",
+            f"BENCHMARK_ARGS=--config tiny --output {output}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert (BENCHMARKS / "README.md").read_text() == readme_before, "wrote to the README"
@@ -81,7 +101,8 @@ def test_every_figure_is_positive_and_every_repetition_kept(tiny_run):
 
 def test_the_table_has_every_row_with_numbers_and_ratios(tiny_run):
     output, results = tiny_run
-    markdown = (output / "results.md").read_text()
+    # The main tables come before the thread hops and room sections, which have tests of their own.
+    markdown = (output / "results.md").read_text().split("### Thread hops", 1)[0]
     rows = [r for r in table_rows(markdown) if r[0] == running_track() and len(r) > 5]
     # The versions table has one row per track too; the measurement tables have the rest.
     measurement_rows = [r for r in rows if r[1] in {e[1] for e in EXPECTED_ROWS}]
@@ -105,24 +126,32 @@ def test_ratios_are_the_figures_divided_by_the_floor(tiny_run):
         (match,) = [r for r in rows if all(r[k] == v for k, v in wanted.items())]
         return match
 
-    step, floor = (find(section="echo", subject=s, server="uvicorn", clients=1)
-                   for s in ("step 04 router", "bare ASGI echo (floor)"))
-    expected = (f"{step['p50_ms'] / floor['p50_ms']:.2f}× / "
-                f"{floor['rate'] / step['rate']:.2f}×")
+    step, floor = (
+        find(section="echo", subject=s, server="uvicorn", clients=1)
+        for s in ("step 04 router", "bare ASGI echo (floor)")
+    )
+    expected = f"{step['p50_ms'] / floor['p50_ms']:.2f}× / {floor['rate'] / step['rate']:.2f}×"
     markdown = (output / "results.md").read_text()
     one_client = markdown.split("### WebSocket echo, 1 client\n", 1)[1].split("###", 1)[0]
-    (line,) = [line for line in one_client.splitlines()
-               if line.startswith(f"| {running_track()} | step 04 router | uvicorn |")]
+    (line,) = [
+        line
+        for line in one_client.splitlines()
+        if line.startswith(f"| {running_track()} | step 04 router | uvicorn |")
+    ]
     assert expected in line
 
 
 def test_the_paragraph_on_step_04_reads_this_runs_figures(tiny_run):
     output, results = tiny_run
     markdown = (output / "results.md").read_text()
-    (paragraph,) = [line for line in markdown.splitlines()
-                    if line.startswith(f"**{running_track()} track.**")]
-    step = next(r for r in results["tracks"][0]["rows"]
-                if r["subject"] == "step 04 router" and r["server"] == "uvicorn" and r["clients"] == 1)
+    (paragraph,) = [
+        line for line in markdown.splitlines() if line.startswith(f"**{running_track()} track.**")
+    ]
+    step = next(
+        r
+        for r in results["tracks"][0]["rows"]
+        if r["subject"] == "step 04 router" and r["server"] == "uvicorn" and r["clients"] == 1
+    )
     assert "route_by_scope_type" in paragraph
     assert f"{step['p50_ms']:.3f} ms" in paragraph or f"{step['p50_ms']:.2f} ms" in paragraph
     assert "daphne" in paragraph and "uvicorn" in paragraph
@@ -141,9 +170,52 @@ def test_the_chart_is_a_png_image(tiny_run):
 def test_the_report_is_rewritten_identically_from_the_json(tiny_run, tmp_path):
     output, _ = tiny_run
     subprocess.run(
-        [sys.executable, str(BENCHMARKS / "run_benchmark.py"),
-         "--report-from", str(output / "results.json"), "--output", str(tmp_path)],
-        cwd=REPO_ROOT, check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run_benchmark",
+            "--report-from",
+            str(output / "results.json"),
+            "--output",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     assert (tmp_path / "results.md").read_text() == (output / "results.md").read_text()
     assert (tmp_path / "benchmark.png").stat().st_size > 0
+
+
+def test_the_thread_hops_section_has_a_row_per_server_and_variant(tiny_run):
+    output, results = tiny_run
+    (run,) = results["tracks"]
+    hops = run["thread_hops"]
+    assert hops["track"] == running_track()
+    # Django's handler always hops for a page; Channels 3's echo may make none per message.
+    assert hops["counts"]["page"]["hops"] > 0 and hops["counts"]["echo"]["hops"] >= 0
+    section = (
+        (output / "results.md").read_text().split("### Thread hops: what each cause costs\n", 1)[1]
+    )
+    section = section.split("\n### ", 1)[0]
+    shown = [r for r in table_rows(section) if r[0] == running_track()]
+    assert len(shown) == len(hops["rows"]) and len(shown) >= 6
+    assert {r[2] for r in shown} == {"daphne", "uvicorn"}
+
+
+def test_the_room_throughput_section_shows_steps_05_and_06(tiny_run):
+    output, results = tiny_run
+    rows = [row for run in results["room_throughput"]["tracks"] for row in run["rows"]]
+    assert {row["step"] for row in rows} == {"05", "06"}
+    assert {(row["server"], row["layer"]) for row in rows} == {
+        (server, layer) for server in ("daphne", "uvicorn") for layer in ("memory", "redis")
+    }
+    markdown = (output / "results.md").read_text()
+    section = markdown.split("### Chat room throughput: steps 05 and 06\n", 1)[1]
+    for step in ("05", "06"):
+        assert f"**Step {step}.** Measured" in section
+    # One table row per (step, server, layer), each with a delivered share.
+    shown = [r for r in table_rows(section) if r[0] == running_track()]
+    assert len(shown) == 8
+    assert all(re.fullmatch(r"\d+%.*", r[3]) for r in shown), shown
