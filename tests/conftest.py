@@ -18,7 +18,6 @@ from tools.step_commands import ASGI_SERVERS, SERVERS, copy_step, migrate, step_
 from tools.tracks import running_track
 
 
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "track(name): run only on that version track (deselected on the other)"
@@ -69,7 +68,9 @@ def _module_server(request, migrated_step):
     says which step (`STEP`), and may set `SERVER_ENV` (a dict) and `SERVE_MIGRATED_COPY`
     (serve a migrated copy, for steps whose pages or sockets read the database)."""
     module = request.module
-    directory = migrated_step(module.STEP) if getattr(module, "SERVE_MIGRATED_COPY", False) else None
+    directory = (
+        migrated_step(module.STEP) if getattr(module, "SERVE_MIGRATED_COPY", False) else None
+    )
     env = getattr(module, "SERVER_ENV", None)
     return step_server(module.STEP, request.param, env=env, directory=directory)
 

@@ -22,10 +22,10 @@ import urllib.request
 import nbformat
 import pytest
 
-from tools.repository import REPO_ROOT
-from tools.tracks import running_track
 from tools.execute_notebooks import NOTEBOOKS, cell_outputs, execute, notebook_paths
+from tools.repository import REPO_ROOT
 from tools.server_process import HOST, free_port
+from tools.tracks import running_track
 
 PATHS = notebook_paths()
 EXPECTED = [
@@ -88,7 +88,7 @@ def test_committed_outputs_are_what_the_notebook_prints_today(path):
     measured = measurement_cells(committed_notebook)
     stale = [
         f"cell {number}:\n--- committed\n{old}\n--- today\n{new}"
-        for number, ((_, old), (_, new)) in enumerate(zip(committed, fresh))
+        for number, ((_, old), (_, new)) in enumerate(zip(committed, fresh, strict=False))
         if old != new and number not in measured
     ]
     assert not stale, (
@@ -140,10 +140,17 @@ def test_notebooks_readme_links_every_notebook():
 
 def make_notebooks_command(track):
     """The command `make notebooks` runs for `track`, as make itself prints it."""
-    printed = subprocess.run(
-        ["make", "-n", "notebooks", f"TRACK={track}"], cwd=REPO_ROOT, check=True,
-        stdout=subprocess.PIPE, text=True,
-    ).stdout.strip().splitlines()
+    printed = (
+        subprocess.run(
+            ["make", "-n", "notebooks", f"TRACK={track}"],
+            cwd=REPO_ROOT,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     (command,) = [line for line in printed if "jupyter" in line]
     return shlex.split(command)
 
@@ -156,15 +163,27 @@ def test_make_notebooks_serves_the_notebooks_with_this_tracks_jupyter(tmp_path):
     log_path = tmp_path / "jupyter.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            argv + ["--no-browser", f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}",
-                    "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            argv
+            + [
+                "--no-browser",
+                f"--ServerApp.ip={HOST}",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
-        contents = wait_for_json(f"http://{HOST}:{port}/api/contents?token={token}", process, log_path)
+        contents = wait_for_json(
+            f"http://{HOST}:{port}/api/contents?token={token}", process, log_path
+        )
         names = sorted(item["name"] for item in contents["content"] if item["type"] == "notebook")
         assert names == EXPECTED
-        specs = wait_for_json(f"http://{HOST}:{port}/api/kernelspecs?token={token}", process, log_path)
+        specs = wait_for_json(
+            f"http://{HOST}:{port}/api/kernelspecs?token={token}", process, log_path
+        )
         # jupyter_client starts a kernelspec's "python" as the server's own interpreter, which
         # for .venv/<track>/bin/jupyter is the track's python.
         assert specs["default"] == "python3"
@@ -180,8 +199,12 @@ def wait_for_json(url, process, log_path, timeout=60):
             log = log_path.read_text()
             hint = ""
             if "Running as root is not recommended" in log:
-                hint = "\nmake notebooks runs as root here (CI does): its jupyter needs --allow-root"
-            raise AssertionError(f"jupyter notebook exited with {process.returncode}{hint}\n{log[-2000:]}")
+                hint = (
+                    "\nmake notebooks runs as root here (CI does): its jupyter needs --allow-root"
+                )
+            raise AssertionError(
+                f"jupyter notebook exited with {process.returncode}{hint}\n{log[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return json.load(response)

@@ -77,7 +77,9 @@ def test_lock_files_pin_the_track_versions():
 @pytest.mark.parametrize("track", ["django30", "current"])
 def test_lock_files_carry_hashes_for_every_pin(track):
     text = (REPO_ROOT / "requirements" / f"{track}.txt").read_text()
-    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#") else text)
+    entries = re.split(
+        r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#") else text
+    )
     for entry in entries:
         if "==" in entry:
             assert "--hash=sha256:" in entry, entry.splitlines()[0]
@@ -87,5 +89,13 @@ def test_running_track_has_the_locked_versions(track):
     from importlib.metadata import version
 
     locked = locked_versions(track)
-    for package in ("django", "daphne", "channels", "channels-redis", "uvicorn", "asgiref", "whitenoise"):
+    for package in (
+        "django",
+        "daphne",
+        "channels",
+        "channels-redis",
+        "uvicorn",
+        "asgiref",
+        "whitenoise",
+    ):
         assert version(package) == locked[package], package

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tools.repository import REPO_ROOT
 from tests.readme_console import assert_output_shown, find_command
+from tools.repository import REPO_ROOT
 from tools.step_commands import README_COMMANDS, copy_step, manage, step_server
 
 STEP = REPO_ROOT / "step01_startproject"
@@ -86,7 +86,9 @@ def tables(database):
         return {name for (name,) in rows} - {"sqlite_sequence"}
 
 
-def test_runserver_counts_the_unapplied_migrations_and_the_rocket_needs_no_table(serve, track, tmp_path):
+def test_runserver_counts_the_unapplied_migrations_and_the_rocket_needs_no_table(
+    serve, track, tmp_path
+):
     directory = copy_step(STEP.name, tmp_path)
     server = serve(STEP.name, "runserver", directory=directory)
     response = requests.get(server.http_url + "/", timeout=10)

@@ -118,14 +118,20 @@ def test_without_whitenoise_the_asgi_servers_leave_the_admin_unstyled(serve, pag
     assert all(rules == 0 for _, rules in stylesheets.values()), stylesheets
     assert header_background == "rgba(0, 0, 0, 0)"
     server.wait_for_log("Not Found: /static/admin/css/base.css")
-    server.wait_for_log({"daphne": '"GET /static/admin/css/base.css" 404',
-                         "uvicorn": '"GET /static/admin/css/base.css HTTP/1.1" 404'}[server_name])
+    server.wait_for_log(
+        {
+            "daphne": '"GET /static/admin/css/base.css" 404',
+            "uvicorn": '"GET /static/admin/css/base.css HTTP/1.1" 404',
+        }[server_name]
+    )
 
 
 def test_without_whitenoise_runserver_still_serves_the_static_files(serve, tmp_path):
     # What Daphne and Uvicorn do not do: runserver's own static files handler (DEBUG only).
     # (A copy: runserver's migration check would create db.sqlite3 in the step directory.)
-    server = serve(WITHOUT_WHITENOISE, "runserver", directory=copy_step(WITHOUT_WHITENOISE, tmp_path))
+    server = serve(
+        WITHOUT_WHITENOISE, "runserver", directory=copy_step(WITHOUT_WHITENOISE, tmp_path)
+    )
     response = requests.get(server.http_url + "/static/admin/css/base.css", timeout=10)
     assert response.status_code == 200 and "text/css" in response.headers["Content-Type"]
 
@@ -160,9 +166,14 @@ def answer_prompts(command, directory, answers, timeout=60):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     process = subprocess.Popen(
-        shlex.split(command), cwd=directory, env=python_environment(),
-        stdin=terminal, stdout=terminal, stderr=terminal,
-        start_new_session=True, preexec_fn=take_the_terminal,
+        shlex.split(command),
+        cwd=directory,
+        env=python_environment(),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
     )
     os.close(terminal)
     shown = ""
@@ -175,6 +186,7 @@ def answer_prompts(command, directory, answers, timeout=60):
             except BlockingIOError:
                 pass
             return text in shown
+
         wait_until(arrived, timeout=timeout, message=lambda: f"{text!r} in:\n{shown}")
 
     os.set_blocking(controller, False)
@@ -203,12 +215,16 @@ def admin_ready_copy(tmp_path_factory):
     (migrate_command,) = find_command(STEP / "README.md", "python manage.py migrate")
     migrated = manage(directory, migrate_command.command.removeprefix("python manage.py "))
     (create,) = find_command(STEP / "README.md", "python manage.py createsuperuser")
-    shown = answer_prompts(create.command, directory, [
-        ("Username", ADMIN_USER),
-        ("Email address: ", ""),
-        ("Password: ", ADMIN_PASSWORD),
-        ("Password (again): ", ADMIN_PASSWORD),
-    ])
+    shown = answer_prompts(
+        create.command,
+        directory,
+        [
+            ("Username", ADMIN_USER),
+            ("Email address: ", ""),
+            ("Password: ", ADMIN_PASSWORD),
+            ("Password (again): ", ADMIN_PASSWORD),
+        ],
+    )
     assert "Superuser created successfully." in shown, shown
     return directory, migrated
 
@@ -235,8 +251,9 @@ def log_in(page, server):
 
 
 @pytest.mark.parametrize("server_name", ASGI_SERVERS)
-def test_after_migrate_and_createsuperuser_the_admin_logs_in(serve, page, admin_ready_copy,
-                                                             server_name):
+def test_after_migrate_and_createsuperuser_the_admin_logs_in(
+    serve, page, admin_ready_copy, server_name
+):
     directory, _ = admin_ready_copy
     server = serve(STEP.name, server_name, directory=directory)
     log_in(page, server)

@@ -8,8 +8,8 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tools.repository import REPO_ROOT
 from tests.readme_console import assert_output_shown, find_command
+from tools.repository import REPO_ROOT
 from tools.step_commands import README_COMMANDS, copy_step
 
 STEP = REPO_ROOT / "step03_websocket_error"
@@ -77,7 +77,9 @@ HANDSHAKE_ENDED_LOG = {
 
 @pytest.mark.track("django30")
 @pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
-def test_readme_shows_the_servers_output_for_a_browser_pressing_the_button(serve, page, server_name):
+def test_readme_shows_the_servers_output_for_a_browser_pressing_the_button(
+    serve, page, server_name
+):
     (shown,) = find_command(STEP / "README.md", README_COMMANDS[server_name])
     server = serve(STEP.name, server_name)
     page.goto(server.http_url + "/")

@@ -63,21 +63,25 @@ def refusal_status(server, path="/ws/echo/", origin="same site"):
 def open_connections(server):
     """The server process's TCP connections other than its listening socket."""
     return [
-        c for c in psutil.Process(server.process.pid).net_connections(kind="tcp")
+        c
+        for c in psutil.Process(server.process.pid).net_connections(kind="tcp")
         if c.status != psutil.CONN_LISTEN
     ]
 
 
 def wait_until_no_connections(server, timeout=60):
     wait_until(
-        lambda: not open_connections(server), timeout=timeout, interval=0.1,
+        lambda: not open_connections(server),
+        timeout=timeout,
+        interval=0.1,
         message=lambda: f"the server to let go of {open_connections(server)}",
     )
 
 
 def wait_for_log_count(server, text, count, timeout=30):
     wait_until(
-        lambda: server.log_text().count(text) >= count, timeout=timeout,
+        lambda: server.log_text().count(text) >= count,
+        timeout=timeout,
         message=lambda: f"{count} {text!r} in the log:\n{server.log_text()}",
     )
 
@@ -147,8 +151,11 @@ def test_an_empty_message_is_echoed_by_uvicorn_and_dropped_by_daphne(asgi_server
     "path, origin, logged",
     [
         ("/ws/nope/", "same site", "WebSocket /ws/nope/ refused: no WebSocket route for this path"),
-        ("/ws/echo/", "http://evil.example",
-         "WebSocket /ws/echo/ refused: Origin http://evil.example is not in ALLOWED_HOSTS"),
+        (
+            "/ws/echo/",
+            "http://evil.example",
+            "WebSocket /ws/echo/ refused: Origin http://evil.example is not in ALLOWED_HOSTS",
+        ),
         # Our choice: no Origin, no connection. Browsers always send one; anything else can add one.
         ("/ws/echo/", None, "WebSocket /ws/echo/ refused: no Origin header"),
     ],

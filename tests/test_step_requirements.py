@@ -35,8 +35,13 @@ INSTALLED_STEPS = sorted({STEP_DIRECTORIES[0], MOST_DEPENDENCIES})
 
 def run(argv, directory, env):
     result = subprocess.run(
-        argv, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=INSTALL_TIMEOUT_SECONDS,
+        argv,
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=INSTALL_TIMEOUT_SECONDS,
     )
     assert result.returncode == 0, f"{' '.join(argv)} failed in {directory}:\n{result.stdout}"
     return result.stdout
@@ -48,11 +53,13 @@ def test_a_copied_step_installs_and_checks_in_a_fresh_environment(step, track, t
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     # The fresh environment's bin first on PATH, as after `source venv/bin/activate`.
-    env = python_environment({
-        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "VIRTUAL_ENV": str(venv),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    })
+    env = python_environment(
+        {
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "VIRTUAL_ENV": str(venv),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+    )
     (install,) = find_command(step / "README.md", f"pip install -r {REQUIREMENTS_FILE[track]}")
     run([str(venv / "bin" / "pip"), *install.argv[1:]], directory, env)
 
@@ -63,6 +70,7 @@ def test_a_copied_step_installs_and_checks_in_a_fresh_environment(step, track, t
     checked = run([python, "manage.py", "check"], directory, env)
     assert "System check identified no issues" in checked, checked
     # Nothing came from the test environment: the fresh one has only what the file named.
-    assert re.search(rf"^{re.escape(str(venv))}", run(
-        [python, "-c", "import django; print(django.__file__)"], directory, env
-    ))
+    assert re.search(
+        rf"^{re.escape(str(venv))}",
+        run([python, "-c", "import django; print(django.__file__)"], directory, env),
+    )

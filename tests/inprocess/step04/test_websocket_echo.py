@@ -57,14 +57,22 @@ def test_echoes_text_and_binary_frames_in_order_then_ends_on_disconnect():
     [
         (scope(path="/ws/nope/"), "no WebSocket route for this path"),
         (scope(path="/ws/echo"), "no WebSocket route for this path"),
-        (scope(origin=b"http://evil.example"),
-         "Origin http://evil.example is not in ALLOWED_HOSTS"),
+        (
+            scope(origin=b"http://evil.example"),
+            "Origin http://evil.example is not in ALLOWED_HOSTS",
+        ),
         (scope(origin=b"http://127.0.0.1.evil.example:8000"), "is not in ALLOWED_HOSTS"),
         (scope(origin=b"null"), "Origin null is not in ALLOWED_HOSTS"),
         (scope(origin=None), "no Origin header"),
     ],
-    ids=["unknown path", "path without slash", "foreign origin", "look-alike origin",
-         "null origin", "missing origin"],
+    ids=[
+        "unknown path",
+        "path without slash",
+        "foreign origin",
+        "look-alike origin",
+        "null origin",
+        "missing origin",
+    ],
 )
 def test_refused_before_the_handshake_completes(app_scope, reason, caplog):
     async def scenario():
@@ -146,9 +154,12 @@ def over_the_limit_scenario(message):
 
 @pytest.mark.parametrize(
     "message",
-    [{"text": "x" * (MAX_MESSAGE_BYTES + 1)}, {"bytes": b"x" * (MAX_MESSAGE_BYTES + 1)},
-     # 32769 characters, but 65538 bytes in UTF-8: the limit counts bytes.
-     {"text": "é" * (MAX_MESSAGE_BYTES // 2 + 1)}],
+    [
+        {"text": "x" * (MAX_MESSAGE_BYTES + 1)},
+        {"bytes": b"x" * (MAX_MESSAGE_BYTES + 1)},
+        # 32769 characters, but 65538 bytes in UTF-8: the limit counts bytes.
+        {"text": "é" * (MAX_MESSAGE_BYTES // 2 + 1)},
+    ],
     ids=["text", "bytes", "multi-byte text"],
 )
 def test_a_message_over_the_limit_closes_with_1009(message, caplog):
@@ -186,10 +197,12 @@ def test_a_server_that_refuses_1009_gets_4009():
         sent.append(message)
 
     async def scenario():
-        messages = iter([
-            {"type": "websocket.connect"},
-            {"type": "websocket.receive", "bytes": b"x" * (MAX_MESSAGE_BYTES + 1)},
-        ])
+        messages = iter(
+            [
+                {"type": "websocket.connect"},
+                {"type": "websocket.receive", "bytes": b"x" * (MAX_MESSAGE_BYTES + 1)},
+            ]
+        )
 
         async def receive():
             return next(messages)
