@@ -454,6 +454,11 @@ def test_a_logged_in_page_shows_the_username_and_anonymous_ones_show_anonymous(
 # === two processes, one Redis, one SQLite file ================================================
 
 
+# Enough that refusals are certain even on a slow machine: the allowance refills (12 a second)
+# while the consumer stores and sends each message, one after the other.
+FLOOD = 100
+
+
 @pytest.fixture
 def two_processes(redis_server, migrated_step, serve):
     """daphne and uvicorn serving the same migrated copy, their layers on the same Redis."""
@@ -476,7 +481,7 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
         # One socket floods past its allowance (alone: flood control counts messages as the
         # consumer handles them, and under a burst it handles them more slowly than they
         # come, which refills the allowance)...
-        flooder = await flood(urls[1], room, 45)
+        flooder = await flood(urls[1], room, FLOOD)
         # ...then a burst: 27 sockets x 20 back to back...
         burst = await room_load(urls, room, clients=27, messages_each=20, catch_up=True,
                                 label="burst", timeout=90)
@@ -493,7 +498,7 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
         {s.text for s in flooder.sent} - refused
     )
     rows = stored(directory, room)
-    assert len(rows) == len(accepted) == 27 * 20 + 47 * 6 + 45 - len(refused)
+    assert len(rows) == len(accepted) == 27 * 20 + 47 * 6 + FLOOD - len(refused)
     assert {text for _, text in rows} == accepted  # accepted = stored, nothing refused stored
     for page in pages:
         wait_until_shows(page, rows)

@@ -32,6 +32,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # why and close with CHAT_FAILED, instead of leaving the server to drop the socket.
         try:
             await super().__call__(scope, receive, send)
+        except OSError:
+            # The client left while a message was on its way to it (Uvicorn raises
+            # ClientDisconnected, an OSError; Daphne drops the message): nobody is left to
+            # tell, but the room must stop sending to this socket.
+            await self.disconnect(None)
         except Exception as error:
             logger.exception('chat consumer stopped')
             reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
