@@ -3,7 +3,7 @@
     python -m benchmarks.room_throughput                   # both tracks, full sweep, results file
     python -m benchmarks.room_throughput --config tiny --tracks django30 --output /tmp/room.json
     python -m benchmarks.room_throughput --report-from benchmarks/results/room_throughput.json
-    python -m benchmarks.room_throughput --update-readmes  # the step READMEs' figures, from the file
+    python -m benchmarks.room_throughput --update-readmes  # the READMEs' figures, from the file
 
 A room of 50 clients on one server process (daphne or uvicorn; in-memory or Redis channel
 layer). Every client sends at 1/50 of the offered rate (50, 100, 200, 500 and 1000 messages/s
@@ -30,7 +30,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,10 +49,22 @@ CATCHES_UP = {"05": False, "06": True}
 
 # "full" is the sweep the READMEs quote; "tiny" only proves the machinery works.
 CONFIGS = {
-    "full": {"clients": 50, "rates": [50, 100, 200, 500, 1000], "seconds": 3.0,
-             "settle": 0.5, "quiet": 2.0, "timeout": 40.0},
-    "tiny": {"clients": 5, "rates": [20], "seconds": 1.0,
-             "settle": 0.3, "quiet": 1.0, "timeout": 15.0},
+    "full": {
+        "clients": 50,
+        "rates": [50, 100, 200, 500, 1000],
+        "seconds": 3.0,
+        "settle": 0.5,
+        "quiet": 2.0,
+        "timeout": 40.0,
+    },
+    "tiny": {
+        "clients": 5,
+        "rates": [20],
+        "seconds": 1.0,
+        "settle": 0.3,
+        "quiet": 1.0,
+        "timeout": 15.0,
+    },
 }
 
 MARKER = "<!-- room-throughput: step{step} -->"
@@ -83,11 +94,20 @@ def run_event_loop(coroutine):
 def measure_rate(server, step, rate, config, label):
     """One offered rate against one running server: a fresh room, every client sending."""
     clients = config["clients"]
-    run = run_event_loop(room_load(
-        [server.ws_url], f"bench-{label}-{rate}", clients=clients, rate=rate / clients,
-        seconds=config["seconds"], settle=config["settle"], quiet=config["quiet"],
-        timeout=config["timeout"], label=f"r{rate}", catch_up=CATCHES_UP[step],
-    ))
+    run = run_event_loop(
+        room_load(
+            [server.ws_url],
+            f"bench-{label}-{rate}",
+            clients=clients,
+            rate=rate / clients,
+            seconds=config["seconds"],
+            settle=config["settle"],
+            quiet=config["quiet"],
+            timeout=config["timeout"],
+            label=f"r{rate}",
+            catch_up=CATCHES_UP[step],
+        )
+    )
     sent = len(run.sent())
     times = run.times_to_reach_all()
     return {
@@ -124,11 +144,19 @@ def measure_track(config, steps, servers, layers):
                         server = step_server(step, server_name, env=env, directory=copies[step])
                         with server:
                             for rate in config["rates"]:
-                                row = {"track": track, "step": step, "server": server_name,
-                                       "layer": layer, "clients": config["clients"],
-                                       "seconds": config["seconds"]}
-                                row.update(measure_rate(server, step, rate, config,
-                                                        f"{server_name}-{layer}"))
+                                row = {
+                                    "track": track,
+                                    "step": step,
+                                    "server": server_name,
+                                    "layer": layer,
+                                    "clients": config["clients"],
+                                    "seconds": config["seconds"],
+                                }
+                                row.update(
+                                    measure_rate(
+                                        server, step, rate, config, f"{server_name}-{layer}"
+                                    )
+                                )
                                 rows.append(row)
                                 print(describe(row), flush=True)
         finally:
@@ -161,14 +189,28 @@ def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS)
         for track in tracks:
             print(f"track {track}:", flush=True)
             into = Path(scratch) / f"{track}.json"
-            subprocess.run([
-                str(track_python(track)), "-m", "benchmarks.room_throughput",
-                "--measure-into", str(into), "--config", config_name,
-                "--steps", *steps, "--servers", *servers, "--layers", *layers,
-            ], check=True, cwd=REPO_ROOT)
+            subprocess.run(
+                [
+                    str(track_python(track)),
+                    "-m",
+                    "benchmarks.room_throughput",
+                    "--measure-into",
+                    str(into),
+                    "--config",
+                    config_name,
+                    "--steps",
+                    *steps,
+                    "--servers",
+                    *servers,
+                    "--layers",
+                    *layers,
+                ],
+                check=True,
+                cwd=REPO_ROOT,
+            )
             runs.append(json.loads(into.read_text()))
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "config_name": config_name,
         "config": CONFIGS[config_name],
@@ -186,8 +228,10 @@ def all_rows(summary):
 
 def describe(row):
     """One console line per measurement."""
-    times = "no message reached everyone" if row["p50_ms"] is None else (
-        f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
+    times = (
+        "no message reached everyone"
+        if row["p50_ms"] is None
+        else (f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms")
     )
     return (
         f"  step {row['step']} {row['track']:8} {row['server']:7} {row['layer']:6} "
@@ -247,8 +291,11 @@ def render_block(summary, step):
         if key not in keys:
             keys.append(key)
     for track, server, layer in keys:
-        by_rate = {r["offered_rate"]: r for r in rows
-                   if (r["track"], r["server"], r["layer"]) == (track, server, layer)}
+        by_rate = {
+            r["offered_rate"]: r
+            for r in rows
+            if (r["track"], r["server"], r["layer"]) == (track, server, layer)
+        }
         cells = [cell(by_rate[rate]) if rate in by_rate else "" for rate in rates]
         lines.append(f"| {track} | {server} | {LAYER_NAMES[layer]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -294,30 +341,46 @@ def load_results(path=DEFAULT_RESULTS):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.room_throughput", description=__doc__,
+        prog="python -m benchmarks.room_throughput",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
-    parser.add_argument("--config", choices=CONFIGS, default="full",
-                        help="tiny: 5 clients, one rate, 1 s: proves the machinery in seconds")
+    parser.add_argument(
+        "--config",
+        choices=CONFIGS,
+        default="full",
+        help="tiny: 5 clients, one rate, 1 s: proves the machinery in seconds",
+    )
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS))
-    parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS,
-                        help=f"results file (default {DEFAULT_RESULTS.relative_to(REPO_ROOT)})")
-    parser.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
-                        help="measure nothing: print the table (and README blocks) of a results file")
-    parser.add_argument("--update-readmes", action="store_true",
-                        help="write the figures of the results file into the step READMEs")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"results file (default {DEFAULT_RESULTS.relative_to(REPO_ROOT)})",
+    )
+    parser.add_argument(
+        "--report-from",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: print a results file's table and README blocks",
+    )
+    parser.add_argument(
+        "--update-readmes",
+        action="store_true",
+        help="write the figures of the results file into the step READMEs",
+    )
     parser.add_argument("--measure-into", help=argparse.SUPPRESS)  # internal: one track's worker
     args = parser.parse_args(argv)
 
     if args.measure_into:
         config = CONFIGS[args.config]
         rows = measure_track(config, args.steps, args.servers, args.layers)
-        Path(args.measure_into).write_text(json.dumps(
-            {"track": running_track(), "versions": versions(), "rows": rows}, indent=1
-        ))
+        Path(args.measure_into).write_text(
+            json.dumps({"track": running_track(), "versions": versions(), "rows": rows}, indent=1)
+        )
         return
     if args.report_from or args.update_readmes:
         summary = load_results(args.report_from or args.output)

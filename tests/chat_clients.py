@@ -122,8 +122,10 @@ class ChatClient:
                 break
         if self.newest > self.contiguous:
             now = time.perf_counter()
-            if self.requested is None or self.requested[0] != self.contiguous or (
-                now - self.requested[1] > CATCH_UP_RETRY
+            if (
+                self.requested is None
+                or self.requested[0] != self.contiguous
+                or (now - self.requested[1] > CATCH_UP_RETRY)
             ):
                 self.requested = (self.contiguous, now)
                 await self.send_frame(json.dumps({"after": self.contiguous}))
@@ -168,7 +170,8 @@ class ChatClient:
 
     def messages(self):
         """The chat messages received, in arrival order (duplicates kept)."""
-        return [f for f in self.frames() if isinstance(f, dict) and "message" in f and "error" not in f]
+        frames = self.frames()
+        return [f for f in frames if isinstance(f, dict) and "message" in f and "error" not in f]
 
     def texts(self):
         return [m["message"] for m in self.messages()]
@@ -178,7 +181,8 @@ class ChatClient:
 
     def errors(self):
         """Error frames that are not refusals of a message."""
-        return [f for f in self.frames() if isinstance(f, dict) and "error" in f and "refused" not in f]
+        frames = self.frames()
+        return [f for f in frames if isinstance(f, dict) and "error" in f and "refused" not in f]
 
     def first_arrivals(self):
         """text -> when it first arrived."""

@@ -20,18 +20,20 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tools.repository import REPO_ROOT
 from tests.chat_clients import room_load
-from tests.system_tools import require_tool
 from tests.raw_websocket import raw_handshake
 from tests.readme_console import assert_output_shown, console_commands, find_command
+from tests.system_tools import require_tool
 from tools.redis_server import RedisServer
-from tools.step_commands import ASGI_SERVERS, README_COMMANDS, readme_server, step_server
+from tools.repository import REPO_ROOT
+from tools.step_commands import ASGI_SERVERS, README_COMMANDS, readme_server
 
 STEP = REPO_ROOT / "step05_channels"
 README = STEP / "README.md"
 SERVERS = ["runserver", "daphne", "uvicorn"]
-SERVER_ENV = IN_MEMORY = {"REDIS_URL": ""}  # so a REDIS_URL in the caller's environment cannot leak in
+SERVER_ENV = IN_MEMORY = {
+    "REDIS_URL": ""
+}  # so a REDIS_URL in the caller's environment cannot leak in
 MAX_MESSAGE_LENGTH = 2000  # characters in one chat frame, as the README states
 MAX_ECHO_BYTES = 64 * 1024  # the echo's limit, the same as step 04's
 # Daphne (runserver here runs daphne) lets an app close only with 1000 or 3000-4999.
@@ -96,8 +98,12 @@ def assert_chat_works(server):
 
 def test_a_message_reaches_every_client_in_its_room_and_none_in_another(server):
     lobby, kitchen = new_room(), new_room()
-    with join(server, lobby) as alice, join(server, lobby) as bob, join(server, lobby) as dave, \
-            join(server, kitchen) as carol:
+    with (
+        join(server, lobby) as alice,
+        join(server, lobby) as bob,
+        join(server, lobby) as dave,
+        join(server, kitchen) as carol,
+    ):
         say(alice, "hello, lobby")
         for ws in (alice, bob, dave):
             assert heard(ws) == {"message": "hello, lobby"}
@@ -162,7 +168,9 @@ def test_a_bad_frame_gets_an_error_reply_and_the_room_goes_on(server, frame, err
         alice.send(frame)
         assert heard(alice) == {"error": error}
         say(alice, "after the bad one")  # the same socket still works...
-        assert heard(bob) == {"message": "after the bad one"}  # ...and the bad frame never reached bob
+        assert heard(bob) == {
+            "message": "after the bad one"
+        }  # ...and the bad frame never reached bob
         assert heard(alice) == {"message": "after the bad one"}
     assert "Traceback" not in server.log_text()
 
@@ -176,7 +184,9 @@ def test_a_room_name_that_cannot_be_a_group_is_refused_with_a_reason(server, roo
     assert_chat_works(server)
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1.evil.example:8000", None])
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "http://127.0.0.1.evil.example:8000", None]
+)
 def test_a_foreign_or_missing_origin_is_refused_with_403(server, origin):
     assert handshake_status(server, "/ws/chat/lobby/", origin) == 403
     assert handshake_status(server, "/ws/echo/", origin) == 403
@@ -226,17 +236,25 @@ def test_a_burst_in_a_busy_room_loses_messages_and_nobody_is_told(serve, server_
     # messages per channel (its `capacity`) and group_send drops the rest without a word.
     server = serve(STEP.name, server_name, env=layer_env)
     mark = server.log_mark()
-    run = asyncio.run(room_load([server.ws_url], new_room(), clients=20, messages_each=20, timeout=60))
+    run = asyncio.run(
+        room_load([server.ws_url], new_room(), clients=20, messages_each=20, timeout=60)
+    )
     counts = run.client_counts()
-    print(f"{server_name}, {'Redis' if layer_env['REDIS_URL'] else 'in-memory'}: each client "
-          f"received {min(counts)}-{max(counts)} of the {len(run.accepted_texts())} messages")
+    print(
+        f"{server_name}, {'Redis' if layer_env['REDIS_URL'] else 'in-memory'}: each client "
+        f"received {min(counts)}-{max(counts)} of the {len(run.accepted_texts())} messages"
+    )
     assert len(run.accepted_texts()) == 400  # the server took every one: nothing is refused...
-    assert min(counts) < 400  # ...and yet clients miss some of them...
+    assert max(counts) < 400  # ...and yet every client misses some of them...
     assert sum(counts) < 0.9 * 400 * 20  # ...many of them, not one straggler
     assert not any(client.errors() for client in run.clients)  # no sender or reader is told
     assert not any(client.close_code not in (None, 1000) for client in run.clients)
     log = server.log_after(mark)
     assert "Traceback" not in log and "ChannelFull" not in log  # and the server logs nothing
+    # What the README says of this very test, kept true by it:
+    assert "every client receives fewer than the 400 sent, and nobody is told" in " ".join(
+        README.read_text().split()
+    )
 
 
 def test_a_stale_session_cookie_on_the_chat_handshake_is_an_anonymous_visitor(serve, migrated_step):
@@ -247,8 +265,12 @@ def test_a_stale_session_cookie_on_the_chat_handshake_is_an_anonymous_visitor(se
         server = serve(STEP.name, server_name, env=IN_MEMORY, directory=migrated_step(STEP.name))
         assert requests.get(server.http_url + "/chat/lobby/", headers=cookie, timeout=TIMEOUT).ok
         room = new_room()
-        with connect(server.ws_url + f"/ws/chat/{room}/", origin=server.http_url,
-                     additional_headers=cookie, open_timeout=TIMEOUT) as visitor:
+        with connect(
+            server.ws_url + f"/ws/chat/{room}/",
+            origin=server.http_url,
+            additional_headers=cookie,
+            open_timeout=TIMEOUT,
+        ) as visitor:
             say(visitor, "who am I?")
             assert heard(visitor) == {"message": "who am I?"}
         assert "Traceback" not in server.log_text()
@@ -291,7 +313,10 @@ def daphne_and_uvicorn(redis_url):
     """The README's two server commands, each on a free port; REDIS_URL as given."""
     started = []
     try:
-        for prefix in ("REDIS_URL=redis://127.0.0.1:6379/0 daphne", "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn"):
+        for prefix in (
+            "REDIS_URL=redis://127.0.0.1:6379/0 daphne",
+            "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn",
+        ):
             process = readme_server(STEP.name, readme_command(prefix), env={"REDIS_URL": redis_url})
             started.append(process)
             process.start()
@@ -304,7 +329,9 @@ def daphne_and_uvicorn(redis_url):
 def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
     second = RedisServer(port=redis_server.port)
     # Either it sees the other Redis answering, or its own redis-server fails to bind first.
-    with pytest.raises(RuntimeError, match="already in use by another program|served by another Redis|exited with"):
+    with pytest.raises(
+        RuntimeError, match="already in use by another program|served by another Redis|exited with"
+    ):
         second.start()
     # Nothing was started, or the one that lost the port is stopped.
     assert second.process is None or second.process.poll() is not None
@@ -315,7 +342,9 @@ def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
     shown = [c.command for c in console_commands(README)]
     assert 'redis-server --port 6379 --save ""' in shown
     assert "REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application" in shown
-    assert "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application" in shown
+    assert (
+        "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application" in shown
+    )
     with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
         assert daphne.argv[0] == "daphne" and uvicorn.argv[0] == "uvicorn"
         assert daphne.env["REDIS_URL"] == uvicorn.env["REDIS_URL"] == redis_server.url
@@ -324,7 +353,11 @@ def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
 def test_with_redis_a_message_reaches_the_room_on_the_other_process(redis_server):
     room, other_room = new_room(), new_room()
     with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
-        with join(daphne, room) as alice, join(uvicorn, room) as bob, join(uvicorn, other_room) as carol:
+        with (
+            join(daphne, room) as alice,
+            join(uvicorn, room) as bob,
+            join(uvicorn, other_room) as carol,
+        ):
             say(alice, "from daphne")
             assert heard(bob) == {"message": "from daphne"}
             assert heard(alice) == {"message": "from daphne"}
@@ -404,7 +437,9 @@ def wait_for_members(redis_client, group_key, count):
     deadline = time.monotonic() + TIMEOUT
     while redis_client.zcard(group_key) != count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{group_key} has {redis_client.zcard(group_key)} members, not {count}")
+            raise AssertionError(
+                f"{group_key} has {redis_client.zcard(group_key)} members, not {count}"
+            )
         time.sleep(0.05)
 
 
@@ -500,4 +535,6 @@ def test_browser_page_tells_of_a_redis_outage(redis_server, page):
         assert error.inner_text() == (
             "error: the chat stopped working (ConnectionError): reconnect to try again"
         )
-        alice.locator("#status", has_text="disconnected (code 4011)").wait_for(timeout=TIMEOUT * 1000)
+        alice.locator("#status", has_text="disconnected (code 4011)").wait_for(
+            timeout=TIMEOUT * 1000
+        )

@@ -26,7 +26,8 @@ from tools.waiting import wait_until
 
 STEP = "step06_reliable_chat"
 SERVE_MIGRATED_COPY = True  # the chat stores its messages: every server serves a migrated copy
-SERVER_ENV = IN_MEMORY = {"REDIS_URL": ""}  # so a REDIS_URL in the caller's environment cannot leak in
+# An empty REDIS_URL, so a REDIS_URL in the caller's environment cannot leak in.
+SERVER_ENV = IN_MEMORY = {"REDIS_URL": ""}
 MAX_MESSAGE_LENGTH = 2000
 BURST_ACCEPTED = 20  # messages one socket may send back to back, as the README promises
 BAD_ROOM_NAME = 4008
@@ -82,8 +83,10 @@ def no_database_trouble(*servers):
 def join(server, room, after=None, headers=None):
     query = "" if after is None else f"?after={after}"
     return connect(
-        server.ws_url + chat_path(room) + query, origin=server.http_url,
-        additional_headers=headers, open_timeout=TIMEOUT,
+        server.ws_url + chat_path(room) + query,
+        origin=server.http_url,
+        additional_headers=headers,
+        open_timeout=TIMEOUT,
     )
 
 
@@ -163,8 +166,11 @@ def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
     item holding its message's text."""
     expected = [number for number, _ in rows]
     try:
-        wait_until(lambda: [number for number, _ in shown(page)] == expected, timeout=timeout,
-                   message=f"the page to show the {len(expected)} stored messages")
+        wait_until(
+            lambda: [number for number, _ in shown(page)] == expected,
+            timeout=timeout,
+            message=f"the page to show the {len(expected)} stored messages",
+        )
     except TimeoutError:
         ids = [number for number, _ in shown(page)]
         missing = sorted(set(expected) - set(ids))
@@ -175,7 +181,7 @@ def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
             f"{len(extra)} not stored {extra[:10]}, {duplicates} duplicates, "
             f"in order: {ids == sorted(ids)}; status: {page.inner_text('#status')!r}"
         ) from None
-    for (_, text), (_, item) in zip(rows, shown(page)):
+    for (_, text), (_, item) in zip(rows, shown(page), strict=True):
         assert text in item, (text, item)
     return True
 
@@ -245,10 +251,22 @@ def assert_everyone_has_everything_once(run, rows):
 # === one process, in-memory layer =============================================================
 
 
-def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(server, migrated_step):
+def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
+    server, migrated_step
+):
     room = new_room()
-    run_ = run(room_load([server.ws_url], room, clients=20, messages_each=20, catch_up=True,
-                         label="burst", timeout=90), timeout=150)
+    run_ = run(
+        room_load(
+            [server.ws_url],
+            room,
+            clients=20,
+            messages_each=20,
+            catch_up=True,
+            label="burst",
+            timeout=90,
+        ),
+        timeout=150,
+    )
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 400
     assert not run_.refused_texts()  # 20 back to back is within every socket's allowance
@@ -260,8 +278,19 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(se
 
 def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(server, migrated_step):
     room = new_room()
-    run_ = run(room_load([server.ws_url], room, clients=50, rate=10, seconds=3, catch_up=True,
-                         label="paced", timeout=90), timeout=150)
+    run_ = run(
+        room_load(
+            [server.ws_url],
+            room,
+            clients=50,
+            rate=10,
+            seconds=3,
+            catch_up=True,
+            label="paced",
+            timeout=90,
+        ),
+        timeout=150,
+    )
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 50 * 30
     assert not run_.refused_texts()  # 10 a second, sustained, is within the allowance
@@ -276,14 +305,18 @@ def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_the_room_g
     room = new_room()
 
     async def scenario():
-        readers = [await ChatClient(server.ws_url + chat_path(room), f"reader-{i}").open()
-                   for i in range(4)]
+        readers = [
+            await ChatClient(server.ws_url + chat_path(room), f"reader-{i}").open()
+            for i in range(4)
+        ]
         try:
             flooder = await flood(server.ws_url, room, 60)
             await asyncio.sleep(2.5)  # the allowance refills (10 a second at least)...
             late = await ChatClient(server.ws_url + chat_path(room), "flooder-again").open()
             await late.say("after a pause", ref="late")
-            await late.wait_for(lambda c: any(m.get("ref") == "late" for m in c.messages()), TIMEOUT)
+            await late.wait_for(
+                lambda c: any(m.get("ref") == "late" for m in c.messages()), TIMEOUT
+            )
             await late.close()
             for reader in readers:
                 await reader.wait_for(lambda c: "after a pause" in c.texts(), TIMEOUT)
@@ -321,10 +354,15 @@ def test_a_message_comes_back_with_its_id_previous_id_author_and_time(server, mi
     assert second["previous_id"] == first_to_bob["id"] < second["id"]
     assert first_to_bob["room"] == room and first_to_bob["author"] is None
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", first_to_bob["time"])
-    assert stored(migrated_step(STEP), room) == [(first_to_bob["id"], "first"), (second["id"], "second")]
+    assert stored(migrated_step(STEP), room) == [
+        (first_to_bob["id"], "first"),
+        (second["id"], "second"),
+    ]
 
 
-def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(server, migrated_step):
+def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
+    server, migrated_step
+):
     room = new_room()
     for first in (0, 20, 40):  # three sockets of 20 back to back: within each one's allowance
         with join(server, room) as alice:
@@ -396,7 +434,9 @@ STALE_SESSION = {"name": "sessionid", "value": "stale000000000000000000000000000
 
 def test_a_stale_session_cookie_is_an_anonymous_visitor(server):
     cookie = f"{STALE_SESSION['name']}={STALE_SESSION['value']}"
-    page = requests.get(f"{server.http_url}/chat/lobby/", headers={"Cookie": cookie}, timeout=TIMEOUT)
+    page = requests.get(
+        f"{server.http_url}/chat/lobby/", headers={"Cookie": cookie}, timeout=TIMEOUT
+    )
     assert page.status_code == 200
     with join(server, new_room(), headers={"Cookie": cookie}) as ws:
         say(ws, "who am I?")
@@ -405,10 +445,13 @@ def test_a_stale_session_cookie_is_an_anonymous_visitor(server):
 
 
 def create_user(directory, username, password):
-    manage(directory, (
-        'shell -c "from django.contrib.auth.models import User; '
-        f"User.objects.create_user('{username}', password='{password}')\""
-    ))
+    manage(
+        directory,
+        (
+            'shell -c "from django.contrib.auth.models import User; '
+            f"User.objects.create_user('{username}', password='{password}')\""
+        ),
+    )
 
 
 def log_in(browser, server, username, password, room):
@@ -483,19 +526,21 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
         # come, which refills the allowance)...
         flooder = await flood(urls[1], room, FLOOD)
         # ...then a burst: 27 sockets x 20 back to back...
-        burst = await room_load(urls, room, clients=27, messages_each=20, catch_up=True,
-                                label="burst", timeout=90)
+        burst = await room_load(
+            urls, room, clients=27, messages_each=20, catch_up=True, label="burst", timeout=90
+        )
         # ...then a paced phase: 47 sockets, 2 messages a second each, for 3 seconds.
-        paced = await room_load(urls, room, clients=47, rate=2, seconds=3, catch_up=True,
-                                label="paced", timeout=90)
+        paced = await room_load(
+            urls, room, clients=47, rate=2, seconds=3, catch_up=True, label="paced", timeout=90
+        )
         return burst, flooder, paced
 
     with EventLoopThread() as loop:
         burst, flooder, paced = loop.run(load(), timeout=240)
     refused = assert_one_refusal_per_refused_message(flooder)
     assert not burst.refused_texts() and not paced.refused_texts()
-    accepted = burst.accepted_texts() | paced.accepted_texts() | (
-        {s.text for s in flooder.sent} - refused
+    accepted = (
+        burst.accepted_texts() | paced.accepted_texts() | ({s.text for s in flooder.sent} - refused)
     )
     rows = stored(directory, room)
     assert len(rows) == len(accepted) == 27 * 20 + 47 * 6 + FLOOD - len(refused)
@@ -517,8 +562,11 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
     with join(uvicorn, room) as bob:
         for number in range(5):
             say(bob, f"before {number}")
-        wait_until_shows(page, wait_until(lambda: len(stored(directory, room)) == 5
-                                          and stored(directory, room)), timeout=TIMEOUT)
+        wait_until_shows(
+            page,
+            wait_until(lambda: len(stored(directory, room)) == 5 and stored(directory, room)),
+            timeout=TIMEOUT,
+        )
         daphne.stop()  # the page's server goes away mid-chat...
         wait_for_status(page, re.compile("reconnecting"))
         for number in range(5):  # ...while the room goes on on the other process
@@ -565,8 +613,12 @@ def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
     # it is not lost even though sending it to the room fails while Redis is away.
     # (Whether the command then reports the failed send is its own business, not checked here.)
     try:
-        manage(directory, f'announce {room} "said during the outage"',
-               env={"REDIS_URL": redis_server.url}, timeout=60)
+        manage(
+            directory,
+            f'announce {room} "said during the outage"',
+            env={"REDIS_URL": redis_server.url},
+            timeout=60,
+        )
     except RuntimeError as failed:
         print(failed)
     assert stored_texts(directory, room) == ["before the outage", "said during the outage"]
@@ -580,7 +632,9 @@ def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
         heard_message(bob, "after the outage")
     rows = stored(directory, room)
     assert [text for _, text in rows] == [
-        "before the outage", "said during the outage", "after the outage"
+        "before the outage",
+        "said during the outage",
+        "after the outage",
     ]
     for page in pages:
         wait_until_shows(page, rows, timeout=TIMEOUT)
@@ -592,8 +646,12 @@ def test_an_announcement_from_the_command_line_reaches_open_pages(
     directory = migrated_step(STEP)
     room = new_room()
     pages = [open_page(chromium_browser, server, room) for server in two_processes]
-    manage(directory, f'announce {room} "the building closes at six"',
-           env={"REDIS_URL": redis_server.url}, timeout=60)
+    manage(
+        directory,
+        f'announce {room} "the building closes at six"',
+        env={"REDIS_URL": redis_server.url},
+        timeout=60,
+    )
     rows = stored(directory, room)
     assert [text for _, text in rows] == ["the building closes at six"]
     for page in pages:

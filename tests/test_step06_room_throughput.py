@@ -20,9 +20,20 @@ def test_a_tiny_sweep_measures_every_step_server_and_layer(tmp_path):
     require_tool("redis-server", "sudo apt-get install redis-server")
     output = tmp_path / "room.json"
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.room_throughput", "--config", "tiny",
-         "--tracks", running_track(), "--output", str(output)],
-        cwd=REPO_ROOT, check=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.room_throughput",
+            "--config",
+            "tiny",
+            "--tracks",
+            running_track(),
+            "--output",
+            str(output),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=600,
     )
     summary = json.loads(output.read_text())
     rows = room_throughput.all_rows(summary)
@@ -30,8 +41,10 @@ def test_a_tiny_sweep_measures_every_step_server_and_layer(tmp_path):
     measured = {(r["step"], r["server"], r["layer"], r["offered_rate"]) for r in rows}
     assert measured == {
         (step, server, layer, rate)
-        for step in STEPS for server in room_throughput.SERVERS
-        for layer in room_throughput.LAYERS for rate in config["rates"]
+        for step in STEPS
+        for server in room_throughput.SERVERS
+        for layer in room_throughput.LAYERS
+        for rate in config["rates"]
     }
     for row in rows:
         assert row["track"] == running_track() and row["clients"] == config["clients"]
@@ -45,19 +58,40 @@ def test_a_tiny_sweep_measures_every_step_server_and_layer(tmp_path):
 
 def test_a_readme_block_is_replaced_between_its_markers_and_nothing_else():
     summary = {
-        "date": "2026-01-01 00:00 UTC", "machine": {"cpu": "CPU", "cores": 2},
-        "config_name": "tiny", "config": room_throughput.CONFIGS["tiny"],
-        "tracks": [{"rows": [{
-            "track": "django30", "step": "05", "server": "daphne", "layer": "memory",
-            "offered_rate": 20, "sent": 20, "sent_rate": 20.0, "accepted": 20, "refused": 0,
-            "delivered_fraction": 0.5, "reached_all": 3, "p50_ms": 1.5, "p99_ms": 25.0,
-        }]}],
+        "date": "2026-01-01 00:00 UTC",
+        "machine": {"cpu": "CPU", "cores": 2},
+        "config_name": "tiny",
+        "config": room_throughput.CONFIGS["tiny"],
+        "tracks": [
+            {
+                "rows": [
+                    {
+                        "track": "django30",
+                        "step": "05",
+                        "server": "daphne",
+                        "layer": "memory",
+                        "offered_rate": 20,
+                        "sent": 20,
+                        "sent_rate": 20.0,
+                        "accepted": 20,
+                        "refused": 0,
+                        "delivered_fraction": 0.5,
+                        "reached_all": 3,
+                        "p50_ms": 1.5,
+                        "p99_ms": 25.0,
+                    }
+                ]
+            }
+        ],
     }
     block = room_throughput.render_block(summary, "05")
     assert "| django30 | daphne | in-memory | 50% · 1.5 ms / 25 ms |" in block
     readme = "before\n<!-- room-throughput: step05 -->\nafter\n"
     written = room_throughput.replace_block(readme, "05", block)
-    assert written == f"before\n<!-- room-throughput: step05 -->\n{block}<!-- /room-throughput -->\nafter\n"
+    assert (
+        written
+        == f"before\n<!-- room-throughput: step05 -->\n{block}<!-- /room-throughput -->\nafter\n"
+    )
     assert room_throughput.shown_block(written, "05") == block
     assert room_throughput.replace_block(written, "05", "new\n").count("room-throughput") == 2
 
