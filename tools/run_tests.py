@@ -36,8 +36,9 @@ RUFF_CHECKS = {
 
 
 def ruff_findings():
-    """Runs ruff's lint and format check; returns a failure line per check that found something."""
-    failures = []
+    """Runs ruff's lint and format check, printing a line for each; returns (failure lines, the
+    findings in full, printed after the tests' outputs)."""
+    failures, findings = [], []
     for label, arguments in RUFF_CHECKS.items():
         result = subprocess.run(
             [sys.executable, "-m", "ruff", *arguments],
@@ -46,12 +47,13 @@ def ruff_findings():
             stderr=subprocess.STDOUT,
             text=True,
         )
-        last = result.stdout.strip().splitlines()[-1:] or ["no output"]
-        print(f"{label}: {last[0]}", flush=True)
+        lines = result.stdout.strip().splitlines()
+        verdict = [line for line in lines if re.match(r"(Found|All checks|\d+ files?)", line)]
+        print(f"{label}: {(verdict or lines or ['no output'])[-1]}", flush=True)
         if result.returncode != 0:
-            print(result.stdout, flush=True)
+            findings.append(f"\n===== {label} =====\n{result.stdout}")
             failures.append(f"{label} (exit code {result.returncode}, findings above)")
-    return failures
+    return failures, "".join(findings)
 
 
 def pytest_runs(track, extra_args):
@@ -132,7 +134,7 @@ def main():
         flush=True,
     )
     # Lint first: it takes a second, and its findings fail the run after the tests have run.
-    lint_failures = ruff_findings()
+    lint_failures, lint_findings = ruff_findings()
     # The servers under test take free ports, so the tracks never collide.
     runs = [TrackRun(track, extra_args, started) for track in tracks]
     threads = [threading.Thread(target=run.run) for run in runs]
@@ -149,6 +151,7 @@ def main():
             totals[outcome] += number
         failures += run.failures
         skip_reasons += run.skip_reasons
+    sys.stdout.write(lint_findings)
 
     time.sleep(1)
     leftovers = leftover_processes(run_id)
