@@ -17,7 +17,7 @@ class EchoConsumer(AsyncWebsocketConsumer):
         if size > MAX_MESSAGE_BYTES:
             try:
                 await self.close(code=MESSAGE_TOO_BIG)
-            except Exception:  # daphne: "invalid close code 1009 (must be 1000 or from [3000, 4999])"
+            except Exception:  # Daphne: "must be 1000 or from [3000, 4999]"
                 await self.close(code=MESSAGE_TOO_BIG_PRIVATE_RANGE)
         else:
             await self.send(text_data=text_data, bytes_data=bytes_data)

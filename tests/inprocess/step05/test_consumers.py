@@ -7,10 +7,10 @@ import json
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from echo.consumers import MAX_MESSAGE_BYTES, MESSAGE_TOO_BIG
 
 from chat.consumers import BAD_ROOM_NAME, CHAT_FAILED, MAX_MESSAGE_LENGTH
 from chat.rooms import MAX_ROOM_NAME_LENGTH, group_name
-from echo.consumers import MAX_MESSAGE_BYTES, MESSAGE_TOO_BIG
 from newtest.asgi import application
 
 TIMEOUT = 10
@@ -30,7 +30,9 @@ async def connected(path, origin=ORIGIN):
 
 
 async def say(communicator, content):
-    await communicator.send_to(text_data=json.dumps(content) if not isinstance(content, str) else content)
+    await communicator.send_to(
+        text_data=json.dumps(content) if not isinstance(content, str) else content
+    )
 
 
 async def heard(communicator):
@@ -59,13 +61,20 @@ def test_echo_consumer_echoes_text_and_binary_frames_as_the_same_kind():
     run(scenario)
 
 
-@pytest.mark.parametrize("frame", [b"x" * (MAX_MESSAGE_BYTES + 1), "é" * (MAX_MESSAGE_BYTES // 2 + 1)])
+@pytest.mark.parametrize(
+    "frame", [b"x" * (MAX_MESSAGE_BYTES + 1), "é" * (MAX_MESSAGE_BYTES // 2 + 1)]
+)
 def test_echo_consumer_closes_with_1009_over_the_limit_in_bytes(frame):
     # No server here refuses 1009 (daphne does, see the real-server tests), so the app sends it.
     async def scenario():
         echo = await connected("/ws/echo/")
-        await echo.send_to(**({"bytes_data": frame} if isinstance(frame, bytes) else {"text_data": frame}))
-        assert await echo.receive_output(TIMEOUT) == {"type": "websocket.close", "code": MESSAGE_TOO_BIG}
+        await echo.send_to(
+            **({"bytes_data": frame} if isinstance(frame, bytes) else {"text_data": frame})
+        )
+        assert await echo.receive_output(TIMEOUT) == {
+            "type": "websocket.close",
+            "code": MESSAGE_TOO_BIG,
+        }
 
     run(scenario)
 
@@ -184,7 +193,10 @@ def test_a_room_name_that_cannot_be_a_group_is_refused_with_a_reason_and_4008(ro
         communicator = await connected(f"/ws/chat/{room}/")
         reply = await heard(communicator)
         assert "a room name" in reply["error"]
-        assert await communicator.receive_output(TIMEOUT) == {"type": "websocket.close", "code": BAD_ROOM_NAME}
+        assert await communicator.receive_output(TIMEOUT) == {
+            "type": "websocket.close",
+            "code": BAD_ROOM_NAME,
+        }
 
     run(scenario)
 
@@ -203,7 +215,11 @@ def test_the_longest_room_name_allowed_works():
 def test_a_foreign_origin_is_refused_at_the_handshake():
     async def scenario():
         # app.localhost: Django 5.2's own DEBUG hosts allow it, Channels' validator does not.
-        foreign = [b"http://evil.example", b"http://127.0.0.1.evil.example", b"http://app.localhost:8000"]
+        foreign = [
+            b"http://evil.example",
+            b"http://127.0.0.1.evil.example",
+            b"http://app.localhost:8000",
+        ]
         for origin in [(b"origin", value) for value in foreign] + [None]:
             headers = [(b"host", b"127.0.0.1:8000")] + ([origin] if origin else [])
             communicator = WebsocketCommunicator(application, "/ws/chat/lobby/", headers=headers)
@@ -227,7 +243,10 @@ def test_a_failing_channel_layer_gets_an_error_reply_and_close_4011(monkeypatch)
         await say(alice, {"message": "anyone?"})
         reply = await heard(alice)
         assert reply["error"].startswith("the chat stopped working (ConnectionError)")
-        assert await alice.receive_output(TIMEOUT) == {"type": "websocket.close", "code": CHAT_FAILED}
+        assert await alice.receive_output(TIMEOUT) == {
+            "type": "websocket.close",
+            "code": CHAT_FAILED,
+        }
 
     run(scenario)
 

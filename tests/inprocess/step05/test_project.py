@@ -5,11 +5,11 @@ import runpy
 
 import pytest
 from channels.layers import BaseChannelLayer
+from conftest import STEP
 from django.core.management import get_commands
 from django.test import Client
 
 from chat.rooms import MAX_ROOM_NAME_LENGTH, group_name, room_name_problem
-from conftest import STEP
 
 SETTINGS_FILE = STEP / "newtest" / "settings.py"
 
@@ -51,7 +51,9 @@ def test_without_redis_url_the_layer_is_in_memory(monkeypatch):
     assert layers["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
 
 
-def test_redis_url_switches_to_the_redis_layer_with_a_read_timeout_above_its_blocking_reads(monkeypatch):
+def test_redis_url_switches_to_the_redis_layer_with_a_read_timeout_above_its_blocking_reads(
+    monkeypatch,
+):
     from channels_redis.core import RedisChannelLayer
 
     layers = settings_with(monkeypatch, REDIS_URL="redis://127.0.0.1:6390/0")["CHANNEL_LAYERS"]
@@ -74,7 +76,9 @@ def test_the_room_page_shows_the_room_and_writes_messages_as_text():
     assert "item.textContent = text" in page and "innerHTML" not in page
 
 
-@pytest.mark.parametrize("room", ["two%20words", "caf%C3%A9", "a!b", "r" * (MAX_ROOM_NAME_LENGTH + 1)])
+@pytest.mark.parametrize(
+    "room", ["two%20words", "caf%C3%A9", "a!b", "r" * (MAX_ROOM_NAME_LENGTH + 1)]
+)
 def test_the_room_page_of_an_impossible_room_is_404(room):
     assert browser().get(f"/chat/{room}/").status_code == 404
 
@@ -86,8 +90,22 @@ def test_the_echo_page_of_step_03_is_still_at_the_root():
 
 
 ROOM_NAMES = [
-    "lobby", "a", "A-Z_0.9", "...", "-", "r" * MAX_ROOM_NAME_LENGTH, "r" * (MAX_ROOM_NAME_LENGTH + 1),
-    "two words", "café", "a!b", "a/b", "ünï", "tab\t", "emoji✓", "a:b", "$",
+    "lobby",
+    "a",
+    "A-Z_0.9",
+    "...",
+    "-",
+    "r" * MAX_ROOM_NAME_LENGTH,
+    "r" * (MAX_ROOM_NAME_LENGTH + 1),
+    "two words",
+    "café",
+    "a!b",
+    "a/b",
+    "ünï",
+    "tab\t",
+    "emoji✓",
+    "a:b",
+    "$",
 ]
 
 
