@@ -5,13 +5,13 @@ import runpy
 
 import pytest
 from channels.layers import BaseChannelLayer
-from conftest import STEP
 from django.core.management import get_commands
 from django.test import Client
 
 from chat.rooms import MAX_ROOM_NAME_LENGTH, group_name, room_name_problem
+from tools.repository import step_directory
 
-SETTINGS_FILE = STEP / "newtest" / "settings.py"
+SETTINGS_FILE = step_directory("step05_channels") / "newtest" / "settings.py"
 
 
 def browser():
