@@ -54,13 +54,28 @@ PAGE_LABELS = {
 ECHO_VARIANTS = ("echo", "echo_without_per_message_hop")
 ECHO_LABELS = {
     "echo": "step 05 Channels, in-memory",
-    "echo_without_per_message_hop": "step 05 without the per-message hop (experiment, not a recommendation)",
+    "echo_without_per_message_hop": "step 05 without the per-message hop (experiment, not a "
+    "recommendation)",
 }
 CONFIGS = {
-    "full": {"http_connections": 10, "echo_clients": 1, "warmup": 0.5, "duration": 1.0, "repetitions": 3,
-             "inprocess_requests": 300, "hop_calls": 3000},
-    "tiny": {"http_connections": 2, "echo_clients": 1, "warmup": 0.1, "duration": 0.3, "repetitions": 2,
-             "inprocess_requests": 20, "hop_calls": 200},
+    "full": {
+        "http_connections": 10,
+        "echo_clients": 1,
+        "warmup": 0.5,
+        "duration": 1.0,
+        "repetitions": 3,
+        "inprocess_requests": 300,
+        "hop_calls": 3000,
+    },
+    "tiny": {
+        "http_connections": 2,
+        "echo_clients": 1,
+        "warmup": 0.1,
+        "duration": 0.3,
+        "repetitions": 2,
+        "inprocess_requests": 20,
+        "hop_calls": 200,
+    },
 }
 
 
@@ -95,7 +110,9 @@ def echo_application(per_message_hop=True):
 
     if not per_message_hop:
         if not hasattr(channels.consumer, "aclose_old_connections"):
-            raise RuntimeError(f"Channels {channels.__version__} makes no per-message hop to take out")
+            raise RuntimeError(
+                f"Channels {channels.__version__} makes no per-message hop to take out"
+            )
 
         async def skip_closing_old_connections():
             return None
@@ -141,7 +158,9 @@ class HopCounter:
             return await to_thread(hop, *args, **kwargs)
 
         def counted_to_loop(hop, *args, **kwargs):
-            hops.append(("async_to_sync", getattr(hop.awaitable, "__qualname__", repr(hop.awaitable))))
+            hops.append(
+                ("async_to_sync", getattr(hop.awaitable, "__qualname__", repr(hop.awaitable)))
+            )
             return to_loop(hop, *args, **kwargs)
 
         SyncToAsync.__call__, AsyncToSync.__call__ = counted_to_thread, counted_to_loop
@@ -156,10 +175,20 @@ class HopCounter:
 
 
 def http_scope(path="/"):
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-            "root_path": "", "headers": [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
 
 
 async def one_page(application):
@@ -184,8 +213,12 @@ async def count_page(variant, requests):
     for _ in range(requests):
         await one_page(application)
     seconds = (time.perf_counter() - started) / requests
-    return {"hops": len(counter.to_thread()), "hop_functions": counter.to_thread(),
-            "async_to_sync": len(counter.hops) - len(counter.to_thread()), "inprocess_ms": seconds * 1000}
+    return {
+        "hops": len(counter.to_thread()),
+        "hop_functions": counter.to_thread(),
+        "async_to_sync": len(counter.hops) - len(counter.to_thread()),
+        "inprocess_ms": seconds * 1000,
+    }
 
 
 async def count_echo(variant, messages=20):
@@ -193,10 +226,20 @@ async def count_echo(variant, messages=20):
     own communicator, not Channels' (which swaps `close_old_connections` for a no-op)."""
     from asgiref.testing import ApplicationCommunicator
 
-    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
-             "path": "/ws/echo/", "raw_path": b"/ws/echo/", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")], "subprotocols": [],
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": "/ws/echo/",
+        "raw_path": b"/ws/echo/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")],
+        "subprotocols": [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
     client = ApplicationCommunicator(__getattr__(variant), scope)
     await client.send_input({"type": "websocket.connect"})
     if (await client.receive_output(timeout=10))["type"] != "websocket.accept":
@@ -253,15 +296,31 @@ def variants_on(track_versions):
 def installed_versions():
     import importlib.metadata
 
-    return {name: importlib.metadata.version(name) for name in ("Django", "channels", "asgiref", "daphne", "uvicorn")}
+    return {
+        name: importlib.metadata.version(name)
+        for name in ("Django", "channels", "asgiref", "daphne", "uvicorn")
+    }
 
 
 def run_counter(kind, variant, config_name):
     step = PAGE_STEP if kind == "page" else ECHO_STEP
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), DJANGO_SETTINGS_MODULE="newtest.settings")
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.thread_hops", "--count", kind, variant, "--config", config_name],
-        cwd=REPO_ROOT / step, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.thread_hops",
+            "--count",
+            kind,
+            variant,
+            "--config",
+            config_name,
+        ],
+        cwd=REPO_ROOT / step,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if result.returncode != 0:
         raise RuntimeError(f"counting {variant} failed:\n{result.stderr[-3000:]}")
@@ -272,12 +331,18 @@ def load(mode, url, option, value, config):
     argv = [sys.executable, str(LOAD_GENERATOR), mode, url, f"--{option}", str(value)]
     for key in ("warmup", "duration", "repetitions"):
         argv += [f"--{key}", str(config[key])]
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            timeout=(config["warmup"] + config["duration"] * config["repetitions"]) * 3 + 60)
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=(config["warmup"] + config["duration"] * config["repetitions"]) * 3 + 60,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
     repetitions = json.loads(result.stdout)["repetitions"]
-    return {key: statistics.median(r[key] for r in repetitions) for key in ("rate", "p50_ms", "p99_ms")}
+    return {
+        key: statistics.median(r[key] for r in repetitions) for key in ("rate", "p50_ms", "p99_ms")
+    }
 
 
 def served(server, module_attribute, cwd, config, mode, path):
@@ -290,7 +355,9 @@ def served(server, module_attribute, cwd, config, mode, path):
     process.start()
     try:
         if mode == "http":
-            return load("http", process.http_url + path, "connections", config["http_connections"], config)
+            return load(
+                "http", process.http_url + path, "connections", config["http_connections"], config
+            )
         return load("echo", process.ws_url + path, "clients", config["echo_clients"], config)
     finally:
         process.stop()
@@ -306,24 +373,76 @@ def measure_track(track, config_name):
     rows = []
 
     def row(section, subject, server, hops, figures):
-        rows.append({"section": section, "track": track, "subject": subject, "server": server,
-                     "hops": hops, **figures})
-        print(f"  {track:8} {section:5} {subject[:48]:48} {server:8} hops={hops:<4} "
-              f"rate={figures['rate']:9.1f}/s p50={figures['p50_ms']:7.3f} ms", file=sys.stderr, flush=True)
+        rows.append(
+            {
+                "section": section,
+                "track": track,
+                "subject": subject,
+                "server": server,
+                "hops": hops,
+                **figures,
+            }
+        )
+        print(
+            f"  {track:8} {section:5} {subject[:48]:48} {server:8} hops={hops:<4} "
+            f"rate={figures['rate']:9.1f}/s p50={figures['p50_ms']:7.3f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
 
     for server in ASGI_SERVERS:
-        row("http", "bare page (floor)", server, 0,
-            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "http", "/"))
+        row(
+            "http",
+            "bare page (floor)",
+            server,
+            0,
+            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "http", "/"),
+        )
         for variant in pages:
-            row("http", PAGE_LABELS[variant], server, counts[variant]["hops"],
-                served(server, f"benchmarks.thread_hops:{variant}", REPO_ROOT / PAGE_STEP, config, "http", "/"))
+            row(
+                "http",
+                PAGE_LABELS[variant],
+                server,
+                counts[variant]["hops"],
+                served(
+                    server,
+                    f"benchmarks.thread_hops:{variant}",
+                    REPO_ROOT / PAGE_STEP,
+                    config,
+                    "http",
+                    "/",
+                ),
+            )
     for server in ASGI_SERVERS:
-        row("echo", "bare ASGI echo (floor)", server, 0,
-            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "echo", "/ws/echo/"))
+        row(
+            "echo",
+            "bare ASGI echo (floor)",
+            server,
+            0,
+            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "echo", "/ws/echo/"),
+        )
         for variant in echoes:
-            row("echo", ECHO_LABELS[variant], server, counts[variant]["hops"],
-                served(server, f"benchmarks.thread_hops:{variant}", REPO_ROOT / ECHO_STEP, config, "echo", "/ws/echo/"))
-    return {"track": track, "versions": versions, "config": config_name, "counts": counts, "rows": rows}
+            row(
+                "echo",
+                ECHO_LABELS[variant],
+                server,
+                counts[variant]["hops"],
+                served(
+                    server,
+                    f"benchmarks.thread_hops:{variant}",
+                    REPO_ROOT / ECHO_STEP,
+                    config,
+                    "echo",
+                    "/ws/echo/",
+                ),
+            )
+    return {
+        "track": track,
+        "versions": versions,
+        "config": config_name,
+        "counts": counts,
+        "rows": rows,
+    }
 
 
 # --- the table and the explanation, from the figures ------------------------------------------
@@ -339,16 +458,28 @@ def ratio(row, floor):
 
 
 def table(runs):
-    lines = ["| Track | Application | Server | thread hops | requests or messages/s | p50 ms | × floor (time per request or message) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Track | Application | Server | thread hops | requests or messages/s | p50 ms | × floor "
+        "(time per request or message) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         for row in run["rows"]:
-            floor = find(run["rows"], section=row["section"], server=row["server"], hops=0,
-                         subject="bare page (floor)" if row["section"] == "http" else "bare ASGI echo (floor)")
+            floor = find(
+                run["rows"],
+                section=row["section"],
+                server=row["server"],
+                hops=0,
+                subject="bare page (floor)"
+                if row["section"] == "http"
+                else "bare ASGI echo (floor)",
+            )
             shown = "floor" if row is floor else f"{ratio(row, floor):.2f}×"
             per = "per request" if row["section"] == "http" else "per message"
-            lines.append(f"| {run['track']} | {row['subject']} | {row['server']} | {row['hops']:g} {per} | "
-                         f"{row['rate']:,.0f} | {row['p50_ms']:.3f} | {shown} |")
+            lines.append(
+                f"| {run['track']} | {row['subject']} | {row['server']} | {row['hops']:g} {per} | "
+                f"{row['rate']:,.0f} | {row['p50_ms']:.3f} | {shown} |"
+            )
     return "\n".join(lines)
 
 
@@ -361,46 +492,79 @@ def explanation(runs):
         for server in ASGI_SERVERS:
             floor = find(rows, section="http", server=server, subject="bare page (floor)")
             default = find(rows, section="http", server=server, subject=PAGE_LABELS["page"])
-            text = (f"**{track}, HTTP under {server}.** Step 03's page takes {ratio(default, floor):.2f}× the bare "
-                    f"page's time per request ({default['rate']:,.0f} against {floor['rate']:,.0f} requests/s). "
-                    f"Django {run['versions']['Django']} makes {page['hops']} thread hops per request "
-                    f"({', '.join(page['hop_functions'])}). In-process, with no server, one page through Django's "
-                    f"ASGI handler takes {page['inprocess_ms']:.2f} ms of this machine's time, and one hop alone "
-                    f"{page['hop_us']:.0f} µs.")
+            text = (
+                f"**{track}, HTTP under {server}.** Step 03's page takes "
+                f"{ratio(default, floor):.2f}× the bare "
+                f"page's time per request ({default['rate']:,.0f} against {floor['rate']:,.0f} "
+                f"requests/s). "
+                f"Django {run['versions']['Django']} makes {page['hops']} thread hops per request "
+                f"({', '.join(page['hop_functions'])}). In-process, with no server, one page "
+                f"through Django's "
+                f"ASGI handler takes {page['inprocess_ms']:.2f} ms of this machine's time, and one "
+                f"hop alone "
+                f"{page['hop_us']:.0f} µs."
+            )
             variants = [v for v in PAGE_VARIANTS if v != "page" and v in counts]
             if variants:
                 parts = []
                 for variant in variants:
-                    measured = find(rows, section="http", server=server, subject=PAGE_LABELS[variant])
-                    parts.append(f"{PAGE_LABELS[variant].removeprefix('step 03 page, ')}: {counts[variant]['hops']} hops, "
-                                 f"{counts[variant]['inprocess_ms']:.2f} ms in-process, {ratio(measured, floor):.2f}× the floor")
+                    measured = find(
+                        rows, section="http", server=server, subject=PAGE_LABELS[variant]
+                    )
+                    parts.append(
+                        f"{PAGE_LABELS[variant].removeprefix('step 03 page, ')}: "
+                        f"{counts[variant]['hops']} hops, "
+                        f"{counts[variant]['inprocess_ms']:.2f} ms in-process, "
+                        f"{ratio(measured, floor):.2f}× the floor"
+                    )
                 fewest = min(variants, key=lambda v: counts[v]["hops"])
                 fewest_row = find(rows, section="http", server=server, subject=PAGE_LABELS[fewest])
                 removed = counts["page"]["hops"] - counts[fewest]["hops"]
                 share = 1 - default["rate"] / fewest_row["rate"]
-                text += (f" Removing the causes one at a time under the same server: {'; '.join(parts)}. "
-                         f"Taking out {removed} of the {page['hops']} hops takes {share:.0%} off the time per request.")
+                text += (
+                    " Removing the causes one at a time under the same server: "
+                    f"{'; '.join(parts)}. "
+                    f"Taking out {removed} of the {page['hops']} hops takes {share:.0%} off the "
+                    f"time per request."
+                )
             else:
                 text += " The middleware and the view run inside one of those hops."
             floor_ms = 1000 / floor["rate"]
-            text += (f" The bare page costs {floor_ms:.3f} ms of machine time per request under {server}; adding "
-                     f"the in-process page's {page['inprocess_ms']:.2f} ms predicts "
-                     f"{(floor_ms + page['inprocess_ms']) / floor_ms:.2f}× the floor, against "
-                     f"{ratio(default, floor):.2f}× measured.")
+            text += (
+                f" The bare page costs {floor_ms:.3f} ms of machine time per request under "
+                f"{server}; adding "
+                f"the in-process page's {page['inprocess_ms']:.2f} ms predicts "
+                f"{(floor_ms + page['inprocess_ms']) / floor_ms:.2f}× the floor, against "
+                f"{ratio(default, floor):.2f}× measured."
+            )
             paragraphs.append(text)
         echo = counts["echo"]
         for server in ASGI_SERVERS:
             floor = find(rows, section="echo", server=server, subject="bare ASGI echo (floor)")
             default = find(rows, section="echo", server=server, subject=ECHO_LABELS["echo"])
-            text = (f"**{track}, echo under {server}.** Step 05's consumer takes {ratio(default, floor):.2f}× the bare "
-                    f"ASGI echo's time per message with {echo['hops']:g} thread hop{'' if echo['hops'] == 1 else 's'} per message "
-                    f"(Channels {run['versions']['channels']}{': ' + ', '.join(echo['hop_functions']) if echo['hop_functions'] else ''}).")
+            functions = ": " + ", ".join(echo["hop_functions"]) if echo["hop_functions"] else ""
+            text = (
+                f"**{track}, echo under {server}.** Step 05's consumer takes "
+                f"{ratio(default, floor):.2f}× the bare "
+                f"ASGI echo's time per message with {echo['hops']:g} thread "
+                f"hop{'' if echo['hops'] == 1 else 's'} per message "
+                f"(Channels {run['versions']['channels']}{functions})."
+            )
             if "echo_without_per_message_hop" in counts:
-                without = find(rows, section="echo", server=server, subject=ECHO_LABELS["echo_without_per_message_hop"])
-                text += (f" With `aclose_old_connections()` taken out of dispatch (an experiment, not a recommendation) "
-                         f"it makes {counts['echo_without_per_message_hop']['hops']:g} hops per message and takes "
-                         f"{ratio(without, floor):.2f}× the floor: the hop accounts for "
-                         f"{1 - default['rate'] / without['rate']:.0%} of its time per message.")
+                without = find(
+                    rows,
+                    section="echo",
+                    server=server,
+                    subject=ECHO_LABELS["echo_without_per_message_hop"],
+                )
+                text += (
+                    " With `aclose_old_connections()` taken out of dispatch (an experiment, not a "
+                    f"recommendation) "
+                    f"it makes {counts['echo_without_per_message_hop']['hops']:g} hops per message "
+                    f"and takes "
+                    f"{ratio(without, floor):.2f}× the floor: the hop accounts for "
+                    f"{1 - default['rate'] / without['rate']:.0%} of its time per message."
+                )
             paragraphs.append(text)
     return "\n\n".join(paragraphs)
 
@@ -474,9 +638,18 @@ def tail_of(server, seconds=5.0, slow=0.001):
     with tempfile.TemporaryDirectory(prefix="echo-tail-") as scratch:
         prefix = str(Path(scratch) / server)
         port = free_port()
-        argv = [sys.executable, "-m", "benchmarks.thread_hops", "--serve-with-logs", prefix, "--",
-                *command_with_address(f"{server} bare_asgi_echo:application", port)]
-        process = ServerProcess(argv, BENCHMARKS, port, env={"PYTHONPATH": str(REPO_ROOT)}, name=server)
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.thread_hops",
+            "--serve-with-logs",
+            prefix,
+            "--",
+            *command_with_address(f"{server} bare_asgi_echo:application", port),
+        ]
+        process = ServerProcess(
+            argv, BENCHMARKS, port, env={"PYTHONPATH": str(REPO_ROOT)}, name=server
+        )
         process.start()
         try:
             samples = asyncio.run(timed_echoes(process.ws_url + "/ws/echo/", seconds))
@@ -488,12 +661,17 @@ def tail_of(server, seconds=5.0, slow=0.001):
     slow_trips = [(t, r) for t, r in samples if r > slow]
 
     def inside(events, t, r, at_least=0.0):
-        return any(start < t + r and start + length > t and length >= at_least for start, length in events)
+        return any(
+            start < t + r and start + length > t and length >= at_least for start, length in events
+        )
 
     return {
-        "server": server, "round_trips": len(trips),
-        "p50_ms": trips[len(trips) // 2] * 1000, "p99_ms": trips[int(len(trips) * 0.99)] * 1000,
-        "slow": len(slow_trips), "slow_ms": slow * 1000,
+        "server": server,
+        "round_trips": len(trips),
+        "p50_ms": trips[len(trips) // 2] * 1000,
+        "p99_ms": trips[int(len(trips) * 0.99)] * 1000,
+        "slow": len(slow_trips),
+        "slow_ms": slow * 1000,
         "slow_during_gc": sum(inside(collections, t, r) for t, r in slow_trips),
         "slow_server_idle": sum(inside(waits, t, r, at_least=r / 2) for t, r in slow_trips),
         "waits_logged": len(waits),
@@ -504,14 +682,22 @@ def tail_explanation(tails):
     lines = []
     for tail in tails:
         lines.append(
-            f"**One client, bare ASGI echo under {tail['server']}.** Of {tail['round_trips']:,} round trips "
+            f"**One client, bare ASGI echo under {tail['server']}.** Of {tail['round_trips']:,} "
+            f"round trips "
             f"(p50 {tail['p50_ms']:.3f} ms, p99 {tail['p99_ms']:.3f} ms), {tail['slow']} "
             f"({tail['slow'] / tail['round_trips']:.2%}) took over {tail['slow_ms']:.0f} ms. "
-            f"{tail['slow_during_gc']} of them overlapped a garbage collection in the server. " + (
-                f"In {tail['slow_server_idle']} the server sat idle in epoll, waiting for its socket, for at "
-                f"least half of the round trip: that time went outside the server's Python (in the client, the "
-                f"kernel or the scheduler)." if tail["waits_logged"] else
-                "Its event loop (uvloop) waits outside Python's selectors, so its waits were not logged."))
+            f"{tail['slow_during_gc']} of them overlapped a garbage collection in the server. "
+            + (
+                f"In {tail['slow_server_idle']} the server sat idle in epoll, waiting for its "
+                f"socket, for at "
+                "least half of the round trip: that time went outside the server's Python (in the "
+                f"client, the "
+                f"kernel or the scheduler)."
+                if tail["waits_logged"]
+                else "Its event loop (uvloop) waits outside Python's selectors, "
+                "so its waits were not logged."
+            )
+        )
     return "\n\n".join(lines)
 
 
@@ -519,14 +705,21 @@ def tail_explanation(tails):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
     parser.add_argument("--config", choices=CONFIGS, default="full")
     parser.add_argument("--json", type=Path, help="also write the counts and rows here")
-    parser.add_argument("--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS)  # worker
+    parser.add_argument(
+        "--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS
+    )  # worker
     parser.add_argument("--measure-track", help=argparse.SUPPRESS)  # worker
-    parser.add_argument("--echo-tail", action="store_true",
-                        help="only where daphne's and uvicorn's slow one-client round trips go (this track)")
+    parser.add_argument(
+        "--echo-tail",
+        action="store_true",
+        help="only where daphne's and uvicorn's slow one-client round trips go (this track)",
+    )
     parser.add_argument("--serve-with-logs", help=argparse.SUPPRESS)  # worker: a logged server
     args, server_argv = parser.parse_known_args()
 
@@ -548,8 +741,19 @@ def main():
         python = REPO_ROOT / ".venv" / track / "bin" / "python"
         print(f"track {track}:", file=sys.stderr, flush=True)
         result = subprocess.run(
-            [str(python), "-m", "benchmarks.thread_hops", "--measure-track", track, "--config", args.config],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True,
+            [
+                str(python),
+                "-m",
+                "benchmarks.thread_hops",
+                "--measure-track",
+                track,
+                "--config",
+                args.config,
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
         )
         runs.append(json.loads(result.stdout))
     if args.json:
