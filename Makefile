@@ -15,16 +15,22 @@ VENV = .venv/$(TRACK)
 
 .PHONY: run test env notebooks notebook-outputs lock benchmark
 
-# A track's environment is rebuilt whenever its lock file changes.
-.venv/%/installed: requirements/%.txt
-	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
-	.venv/$*/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $<
-	touch $@
+# Two environments per track, each rebuilt whenever its lock file changes:
+# .venv/run-<track>, what a step needs to run (Django, daphne, uvicorn, Channels), for make run;
+# .venv/<track>, that plus the tools of the tests, notebooks and benchmark (pytest, Playwright,
+# Jupyter, ruff, ...), for make test, make notebooks and make benchmark.
+.venv/run-%/installed: requirements/%.txt
+	@PYTHON=$(PYTHON) tools/install_environment.sh .venv/run-$* $< "what a step needs to run on the $* track"
+	@touch $@
+
+.venv/%/installed: requirements/%-tests.txt
+	@PYTHON=$(PYTHON) tools/install_environment.sh --with-pip .venv/$* $< "the $* track's tests, notebooks and benchmark"
+	@touch $@
 
 env: $(VENV)/installed
 
-run: $(VENV)/installed
-	$(VENV)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT) $(if $(STEP_COPY),--directory $(STEP_COPY))
+run: .venv/run-$(TRACK)/installed
+	@.venv/run-$(TRACK)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT) $(if $(STEP_COPY),--directory $(STEP_COPY))
 
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
 	.venv/django30/bin/python -m tools.run_tests $(TRACKS) $(PYTEST_ARGS)
