@@ -30,7 +30,9 @@ class Listing:
     """The source lines of one function, class or module, with their real line numbers."""
 
     def __init__(self, obj):
-        self.path = shown_path(inspect.getsourcefile(inspect.unwrap(obj)))  # a decorated function's own file
+        self.path = shown_path(
+            inspect.getsourcefile(inspect.unwrap(obj))
+        )  # a decorated function's own file
         lines, first = inspect.getsourcelines(obj)
         self.first = max(first, 1)  # a whole module reports line 0
         self.lines = [line.rstrip("\n") for line in lines]
