@@ -18,6 +18,8 @@ MASKS = [
     (re.compile(r"\[\d\d/\w{3}/\d{4}[: ]\d\d:\d\d:\d\d\]"), "[<time>]"),
     (re.compile(r"\b[A-Z][a-z]+ \d\d?, \d{4} - \d\d:\d\d:\d\d\b"), "<date>"),
     (re.compile(r"process \[\d+\]"), "process [<pid>]"),
+    # Channels' runserver: how long the request took, before the client's address.
+    (re.compile(r"\[\d+\.\d+, 127\.0\.0\.1:"), "[<seconds>, 127.0.0.1:"),
     (re.compile(r'File "[^"]*/site-packages/'), 'File ".../site-packages/'),
 ]
 CLIENT_ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
