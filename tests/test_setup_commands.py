@@ -47,7 +47,7 @@ def test_readme_shows_exactly_one_test_command_and_ci_runs_it():
     assert re.search(r"^make test$", ci_script, re.M)
 
 
-def test_readme_shows_the_run_command_of_the_issue():
+def test_readme_shows_how_to_serve_step_03_with_daphne():
     assert "make run STEP=03 SERVER=daphne" in RUN_COMMANDS
 
 
