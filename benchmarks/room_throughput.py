@@ -283,7 +283,8 @@ def render_block(summary, step):
         "then p50 / p99 of the time from sending a message until the last client had it. "
         f"The clients wait at most {config['timeout']:g} s after the last message is sent "
         "(less once the room has been quiet for "
-        f"{config['quiet']:g} s): a share below 100% is what had not arrived by then.",
+        f"{config['quiet']:g} s): a share below 100% is what had not arrived by then."
+        + load_note(summary),
         "",
         "| Track | Server | Layer | " + " | ".join(f"{rate}/s" for rate in rates) + " |",
         "|---|---|---|" + "---|" * len(rates),
@@ -302,6 +303,21 @@ def render_block(summary, step):
         cells = [cell(by_rate[rate]) if rate in by_rate else "" for rate in rates]
         lines.append(f"| {track} | {server} | {LAYER_NAMES[layer]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def load_note(summary):
+    """How busy the machine was (1-minute load average before and after each track's run)."""
+    loads = [
+        f"{run['track']} {run['load_average'][0]:g} and {run['load_average'][1]:g}"
+        for run in summary["tracks"]
+        if "load_average" in run
+    ]
+    if not loads:
+        return ""
+    return (
+        f" The {summary['machine']['cores']} cores were shared: 1-minute load average before "
+        "and after each track's run: " + "; ".join(loads) + "."
+    )
 
 
 def replace_block(text, step, block):
@@ -380,10 +396,16 @@ def main(argv=None):
 
     if args.measure_into:
         config = CONFIGS[args.config]
+        # The machine is shared: the load around the run says how much the figures can be trusted.
+        load_before = os.getloadavg()[0]
         rows = measure_track(config, args.steps, args.servers, args.layers)
-        Path(args.measure_into).write_text(
-            json.dumps({"track": running_track(), "versions": versions(), "rows": rows}, indent=1)
-        )
+        measured = {
+            "track": running_track(),
+            "versions": versions(),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "rows": rows,
+        }
+        Path(args.measure_into).write_text(json.dumps(measured, indent=1))
         return
     if args.report_from or args.update_readmes:
         summary = load_results(args.report_from or args.output)
