@@ -184,6 +184,7 @@ def machine():
 def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS):
     """Measures each track in a process of its own (that track's Python); returns the summary."""
     started = time.monotonic()
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = []
     with tempfile.TemporaryDirectory(prefix="room-throughput-") as scratch:
         for track in tracks:
@@ -210,7 +211,7 @@ def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS)
             )
             runs.append(json.loads(into.read_text()))
     return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,  # when the run started
         "machine": machine(),
         "config_name": config_name,
         "config": CONFIGS[config_name],
