@@ -2,7 +2,7 @@
 uvicorn processes; with Redis (a real redis-server started here) the rooms span processes.
 
 Servers without REDIS_URL use the in-memory layer. The scale-out and fault tests start the
-README's own commands: `redis-server --port 6379 --save ""` and two servers with
+README's own commands: `redis-server --port 6379 --bind 127.0.0.1 --save ""` and two servers with
 `REDIS_URL=... --port ...`, with their ports replaced by free ones.
 """
 
@@ -340,7 +340,7 @@ def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
 
 def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
     shown = [c.command for c in console_commands(README)]
-    assert 'redis-server --port 6379 --save ""' in shown
+    assert 'redis-server --port 6379 --bind 127.0.0.1 --save ""' in shown
     assert "REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application" in shown
     assert (
         "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application" in shown
