@@ -5,14 +5,14 @@ Every server a test talks to is started by one of the fixtures here, through the
 launcher in tools/server_process.py.
 """
 
+import os
 import sys
-import time
 
-import psutil
 import pytest
 
 from tests.foreign_site import ForeignSite, launch_chromium_resolving_foreign_site
 from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tools.leftover_processes import RUN_MARKER, start_run, stop_leftovers
 from tools.redis_server import RedisServer
 from tools.step_commands import ASGI_SERVERS, SERVERS, copy_step, migrate, step_server
 from tools.tracks import running_track
@@ -153,17 +153,20 @@ def foreign_site_page(chromium_browser):
     browser.close()
 
 
+# The run started by hand, if any: under `make test` tools/run_tests.py checks the whole run.
+OWN_RUN = {}
+
+
+def pytest_sessionstart(session):
+    if RUN_MARKER not in os.environ:
+        OWN_RUN["id"] = start_run()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fails the run if any process a test started (server, browser, redis) is still alive."""
-    me = psutil.Process()
-    leftovers = me.children(recursive=True)
-    deadline = time.monotonic() + 10
-    while leftovers and time.monotonic() < deadline:
-        time.sleep(0.2)
-        leftovers = [p for p in leftovers if p.is_running() and p.status() != "zombie"]
+    if "id" not in OWN_RUN:
+        return
+    leftovers = stop_leftovers(OWN_RUN["id"])
     if leftovers:
-        names = ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in leftovers)
-        for process in leftovers:
-            process.kill()
-        print(f"\nERROR: the tests left processes running: {names}", file=sys.stderr)
+        print(f"\nERROR: the tests left processes running: {'; '.join(leftovers)}", file=sys.stderr)
         session.exitstatus = 1

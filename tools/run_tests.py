@@ -5,29 +5,28 @@
 The tracks run side by side. Per track, one pytest process runs everything that talks to
 steps from outside (servers, browsers, READMEs, notebooks), and each directory under
 tests/inprocess/ gets a pytest process of its own, because every step's package is called
-`newtest` and one Python process can import only one of them. A line is printed as each pytest
-process finishes; at the end come the full outputs, track by track in a fixed order, the
-reasons for every skipped test, a check that no process started by the run is still alive,
-and one summary line for the whole run.
+`newtest` and one Python process can import only one of them. Progress is printed as it comes
+(pytest's line of results per test file, and a line per finished pytest process); at
+the end come the full outputs, track by track in a fixed order, the reasons for every skipped
+test, a check that no process started by the run is still alive, and one summary line.
 """
 
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-import uuid
 
-import psutil
-
+from tools.leftover_processes import start_run, stop_leftovers
 from tools.repository import REPO_ROOT
 from tools.tracks import TRACKS, track_python
 
-RUN_MARKER = "TUTORIAL_TEST_RUN"
 # -rs: pytest's short summary lists every skip with its reason (which tool to install).
 PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs"]
 SKIP_LINE = re.compile(r"^SKIPPED \[\d+\] (.*)$", re.MULTILINE)
+# A line of pytest's progress: `tests/test_links.py ......  [ 12%]`, or without the file name
+# when one file's results need more than one line.
+PROGRESS_LINE = re.compile(r"^(?:(\S+\.py) )?([.sFExX]+)\s+\[\s*\d+%\]$")
 # ruff (configured in pyproject.toml): lint everywhere; format checked in the harness only.
 RUFF_CHECKS = {
     "ruff check": ["check", "--output-format", "concise", "."],
@@ -64,23 +63,21 @@ def pytest_runs(track, extra_args):
         yield f"in process, {step_tests.name}", base + [str(step_tests.relative_to(REPO_ROOT))]
 
 
+def follow_progress(lines, report):
+    """Passes pytest's output through, calling `report("tests/test_x.py ....")` for each line of
+    its progress as it comes (a test file's line is done when the file's last test is)."""
+    test_file = ""
+    for line in lines:
+        progress = PROGRESS_LINE.match(line.rstrip())
+        if progress:
+            test_file = progress.group(1) or test_file
+            report(f"{test_file} {progress.group(2)}")
+        yield line
+
+
 def count(outcome, summary):
     found = re.search(rf"(\d+) {outcome}", summary)
     return int(found.group(1)) if found else 0
-
-
-def leftover_processes(run_id):
-    """Processes that inherited this run's marker in their environment and still live."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if process.environ().get(RUN_MARKER) == run_id:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 class TrackRun:
@@ -95,24 +92,32 @@ class TrackRun:
         self.skip_reasons = []
         self.totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "deselected": 0}
 
+    def progress(self, text):
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed / 60:4.1f} min] {self.track}, {text}", flush=True)
+
     def run(self):
         for label, argv in pytest_runs(self.track, self.extra_args):
-            result = subprocess.run(
+            process = subprocess.Popen(
                 argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )
-            self.outputs.append(f"\n===== track {self.track}: {label} =====\n{result.stdout}")
-            lines = result.stdout.strip().splitlines()
+            stdout = "".join(follow_progress(process.stdout, self.progress))
+            process.wait()
+            self.outputs.append(f"\n===== track {self.track}: {label} =====\n{stdout}")
+            lines = stdout.strip().splitlines()
             summary = lines[-1].strip("= ") if lines else "no output"
             for outcome in ("passed", "failed", "skipped", "deselected"):
                 self.totals[outcome] += count(outcome, summary)
             self.totals["errors"] += count("error", summary)
-            self.skip_reasons += [f"{self.track}: {r}" for r in SKIP_LINE.findall(result.stdout)]
-            elapsed = time.monotonic() - self.started
-            print(f"[{elapsed / 60:4.1f} min] {self.track}, {label}: {summary}", flush=True)
-            # Exit code 5 means "no tests collected": a broken run, never a pass.
-            if result.returncode != 0:
+            self.skip_reasons += [f"{self.track}: {r}" for r in SKIP_LINE.findall(stdout)]
+            self.progress(f"{label}: {summary}")
+            # Exit code 5 means "no tests collected": a broken run, never a pass, unless the
+            # pytest options given (`make test PYTEST_ARGS="-k ..."`) selected none here.
+            if process.returncode == 5 and self.extra_args:
+                continue
+            if process.returncode != 0:
                 self.failures.append(
-                    f"{self.track}: {label} (pytest exit code {result.returncode})"
+                    f"{self.track}: {label} (pytest exit code {process.returncode})"
                 )
 
 
@@ -125,12 +130,11 @@ def main():
     # The outputs come in the tracks' fixed order (django30 first), whatever order was asked.
     tracks = sorted(arguments[:named] or TRACKS, key=list(TRACKS).index)
     extra_args = arguments[named:]
-    run_id = uuid.uuid4().hex
-    os.environ[RUN_MARKER] = run_id
+    run_id = start_run()
     started = time.monotonic()
     print(
-        f"Running the tests on {', '.join(tracks)} side by side (a few minutes); a line as each "
-        "pytest process finishes, the full outputs at the end.",
+        f"Running the tests on {', '.join(tracks)} side by side (a few minutes); progress as each "
+        "test file and each pytest process finishes, the full outputs at the end.",
         flush=True,
     )
     # Lint first: it takes a second, and its findings fail the run after the tests have run.
@@ -153,15 +157,9 @@ def main():
         skip_reasons += run.skip_reasons
     sys.stdout.write(lint_findings)
 
-    time.sleep(1)
-    leftovers = leftover_processes(run_id)
+    leftovers = stop_leftovers(run_id)
     if leftovers:
-        failures.append(
-            "processes left running: "
-            + "; ".join(f"{p.pid} {' '.join(p.info['cmdline'][:4])}" for p in leftovers)
-        )
-        for process in leftovers:
-            process.kill()
+        failures.append("processes left running (killed now): " + "; ".join(leftovers))
 
     minutes = (time.monotonic() - started) / 60
     print(f"\n===== all tracks ({', '.join(tracks)}) in {minutes:.1f} min =====")
