@@ -1,6 +1,7 @@
 """Turns one benchmark run into results.md (tables, ratios to the floors, the machine, and a
-paragraph on step 04's router read from the figures), results.json and benchmark.png, and
-copies the tables and chart into benchmarks/README.md between its results markers.
+paragraph on step 04's router from benchmarks/router_explanation.py), results.json and
+benchmark.png, and copies the tables and chart into benchmarks/README.md between its results
+markers. The rows are read through benchmarks/figures.py.
 """
 
 import json
@@ -13,71 +14,25 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks import room_throughput, thread_hops  # noqa: E402
+from benchmarks.figures import (  # noqa: E402
+    ASGI_SERVERS,
+    BARE_ECHO,
+    STEP04,
+    STEP05_MEMORY,
+    STEP05_REDIS,
+    all_rows,
+    find,
+    floors,
+    latency_ratio,
+    milliseconds,
+    number,
+    time_per_message_ratio,
+    times,
+)
+from benchmarks.router_explanation import router_paragraph  # noqa: E402
 
 README_START = "<!-- results start: written by run_benchmark.py, do not edit by hand -->"
 README_END = "<!-- results end -->"
-ASGI_SERVERS = ("daphne", "uvicorn")
-BARE_ECHO = "bare ASGI echo (floor)"
-STEP04 = "step 04 router"
-STEP05_MEMORY = "step 05 Channels, in-memory"
-STEP05_REDIS = "step 05 Channels, Redis"
-
-
-# --- finding a row and its floors ---------------------------------------------------------
-
-
-def all_rows(summary):
-    return [row for run in summary["tracks"] for row in run["rows"]]
-
-
-def find(rows, **wanted):
-    for row in rows:
-        if all(row[key] == value for key, value in wanted.items()):
-            return row
-    return None
-
-
-def floors(rows, row):
-    """The floors a row is compared with, measured in the same run: {label: floor row}."""
-    same = {"track": row["track"], "section": row["section"], "clients": row["clients"]}
-    if row["section"] == "echo":
-        found = {
-            "bare ASGI": find(rows, subject=BARE_ECHO, server=row["server"], **same),
-            "websockets": find(rows, server="websockets", **same),
-        }
-    else:
-        found = {"floor": find(rows, is_floor=True, server=row["server"], **same)}
-    return {label: floor for label, floor in found.items() if floor is not None}
-
-
-def latency_ratio(row, floor):
-    """How many times the floor's median round trip this row's is."""
-    return row["p50_ms"] / floor["p50_ms"]
-
-
-def time_per_message_ratio(row, floor):
-    """How many times the floor's time per request or message: floor rate / this rate."""
-    return floor["rate"] / row["rate"]
-
-
-def times(value):
-    return f"{value:.2f}×"
-
-
-def number(value):
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def milliseconds(value):
-    if value < 1:
-        return f"{value:.3f}"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
-def repetition_spread(row, key="p50_ms"):
-    """Largest over smallest repetition: how much this row moved between repetitions."""
-    values = [r[key] for r in row["repetitions"]]
-    return max(values) / min(values)
 
 
 # --- the Markdown -------------------------------------------------------------------------
@@ -186,114 +141,6 @@ def broadcast_table(rows):
         ],
         lines,
     )
-
-
-def router_paragraph(rows, track):
-    """Step 04's router against the bare ASGI echo, told from this run's figures."""
-    if not any(r["section"] == "echo" for r in rows):
-        return "(This run did not measure the WebSocket echo.)"
-    one = min(r["clients"] for r in rows if r["section"] == "echo")
-    many = max(r["clients"] for r in rows if r["section"] == "echo")
-
-    def row(subject, server, clients):
-        return find(
-            rows, section="echo", track=track, subject=subject, server=server, clients=clients
-        )
-
-    needed = [row(s, v, c) for s in (BARE_ECHO, STEP04) for v in ASGI_SERVERS for c in (one, many)]
-    if None in needed:
-        return f"(The {track} run did not measure both step 04 and the bare ASGI echo.)"
-
-    parts = []
-    single = []
-    for server in ASGI_SERVERS:
-        step, floor = row(STEP04, server, one), row(BARE_ECHO, server, one)
-        single.append(
-            f"{milliseconds(step['p50_ms'])} ms against {milliseconds(floor['p50_ms'])} ms "
-            f"under {server} ({times(latency_ratio(step, floor))})"
-        )
-    parts.append(
-        f"With one client, a median echo round trip through step 04's router "
-        f"(`route_by_scope_type` handing the socket to `websocket_echo`) takes "
-        f"{single[1]} and {single[0]}, each compared with the bare ASGI echo under the same server."
-    )
-    loaded = []
-    for server in ASGI_SERVERS:
-        step, floor = row(STEP04, server, many), row(BARE_ECHO, server, many)
-        loaded.append(
-            f"{number(step['rate'])} messages/s against {number(floor['rate'])} under {server} "
-            f"({times(time_per_message_ratio(step, floor))} the time per message)"
-        )
-    parts.append(f"With {many} clients at once it echoes {loaded[1]} and {loaded[0]}.")
-
-    ratios = []
-    for server in ASGI_SERVERS:
-        for clients in (one, many):
-            step, floor = row(STEP04, server, clients), row(BARE_ECHO, server, clients)
-            ratios += [latency_ratio(step, floor), time_per_message_ratio(step, floor)]
-    noise = max(
-        repetition_spread(row(s, v, c), key)
-        for s in (BARE_ECHO, STEP04)
-        for v in ASGI_SERVERS
-        for c in (one, many)
-        for key in ("p50_ms", "rate")
-    )
-    worst = max(ratios)
-    parts.append(
-        "The router runs once per connection, to pick the application; from then on every "
-        "message goes between the server and `websocket_echo`, which does per message what "
-        "the bare echo does (await `receive()`, `send()` the text back) plus a size check. "
-        "Django is reached once per connection too, when `reason_to_refuse()` checks the "
-        "Origin against ALLOWED_HOSTS at the handshake, and the benchmark opens its sockets "
-        "before it starts the clock."
-    )
-    if worst <= noise:
-        parts.append(
-            f"Accordingly the router's figures stay within {times(worst)} of the floor, inside "
-            f"this run's own noise: the same measurement varied by up to "
-            f"{(noise - 1) * 100:.0f}% between its repetitions. The router costs nothing "
-            f"measurable per message."
-        )
-    else:
-        parts.append(
-            f"In this run the router's worst figure is {times(worst)} the floor, beyond this "
-            f"run's noise (the same measurements varied by up to {(noise - 1) * 100:.0f}% "
-            f"between repetitions): rerun on a quiet machine before reading it as the "
-            f"router's cost."
-        )
-    bare = {server: row(BARE_ECHO, server, one) for server in ASGI_SERVERS}
-    slower, faster = sorted(ASGI_SERVERS, key=lambda s: bare[s]["p50_ms"], reverse=True)
-    server_ratio = latency_ratio(bare[slower], bare[faster])
-    step04_single = max(latency_ratio(row(STEP04, s, one), bare[s]) for s in ASGI_SERVERS)
-    parts.append(
-        f"For scale, the choice of server moves the bare echo's own round trip by "
-        f"{times(server_ratio)} ({slower} against {faster}), "
-        + ("more than" if server_ratio > step04_single else "no more than")
-        + f" the router moves it ({times(step04_single)} at most with one client)."
-    )
-    websockets = find(rows, section="echo", track=track, server="websockets", clients=one)
-    if websockets:
-        parts.append(
-            f"The websockets library's own server, with no ASGI in between, answers one client "
-            f"in {milliseconds(websockets['p50_ms'])} ms "
-            f"({times(latency_ratio(websockets, bare[faster]))} the bare echo under {faster})."
-        )
-    channels = [
-        (label, row(subject, faster, one))
-        for label, subject in (("in-memory", STEP05_MEMORY), ("Redis", STEP05_REDIS))
-    ]
-    channels = [(label, r) for label, r in channels if r]
-    if channels:
-        parts.append(
-            f"Step 05's Channels consumer on the same path, under {faster}, takes "
-            + " and ".join(
-                f"{times(latency_ratio(r, bare[faster]))} the bare echo's round trip with the "
-                f"{label} layer"
-                for label, r in channels
-            )
-            + "."
-        )
-    return " ".join(parts)
 
 
 def markdown(summary):

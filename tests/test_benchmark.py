@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
+from benchmarks.router_explanation import step04_names
 from tests.system_tools import require_tool
 from tools.repository import REPO_ROOT
+from tools.step_commands import copy_step
 from tools.tracks import running_track
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
@@ -152,7 +154,8 @@ def test_the_paragraph_on_step_04_reads_this_runs_figures(tiny_run):
         for r in results["tracks"][0]["rows"]
         if r["subject"] == "step 04 router" and r["server"] == "uvicorn" and r["clients"] == 1
     )
-    assert "route_by_scope_type" in paragraph
+    for name in step04_names().values():
+        assert f"`{name}" in paragraph, name
     assert f"{step['p50_ms']:.3f} ms" in paragraph or f"{step['p50_ms']:.2f} ms" in paragraph
     assert "daphne" in paragraph and "uvicorn" in paragraph
 
@@ -219,3 +222,28 @@ def test_the_room_throughput_section_shows_steps_05_and_06(tiny_run):
     shown = [r for r in table_rows(section) if r[0] == running_track()]
     assert len(shown) == 8
     assert all(re.fullmatch(r"\d+%.*", r[3]) for r in shown), shown
+
+
+def test_the_router_paragraph_takes_its_names_from_step_04s_code(tmp_path):
+    assert step04_names() == {
+        "router": "route_by_scope_type",
+        "websocket_app": "websocket_echo",
+        "origin_check": "reason_to_refuse",
+        "size_limit": "MAX_MESSAGE_BYTES",
+    }
+    # Renamed in a copy of the step, each name follows the code.
+    copy = copy_step("04", tmp_path)
+    renames = {
+        "route_by_scope_type": "route",
+        "websocket_echo": "echo_socket",
+        "reason_to_refuse": "refusal_reason",
+        "MAX_MESSAGE_BYTES": "LIMIT",
+    }
+    for path in (copy / "newtest").glob("*.py"):
+        text = path.read_text()
+        for old, new in renames.items():
+            text = text.replace(old, new)
+        path.write_text(text)
+    # The application's module is named after it.
+    (copy / "newtest" / "websocket_echo.py").rename(copy / "newtest" / "echo_socket.py")
+    assert set(step04_names(copy).values()) == set(renames.values())
