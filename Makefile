@@ -5,11 +5,13 @@
 
 # Python 3.11 where it is installed under that name, else whatever python3 is.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-TRACK ?= django30
 STEP ?= 01
 SERVER ?= runserver
 PORT ?= 8000
-TRACKS := django30 current
+# The tracks, default first, as tools/tracks.py (the one place that names them) lists them.
+TRACKS := $(shell $(PYTHON) -m tools.tracks)
+DEFAULT_TRACK := $(firstword $(TRACKS))
+TRACK ?= $(DEFAULT_TRACK)
 
 VENV = .venv/$(TRACK)
 
@@ -33,15 +35,15 @@ run: .venv/run-$(TRACK)/installed
 	@.venv/run-$(TRACK)/bin/python -m tools.run_step --step $(STEP) --server $(SERVER) --port $(PORT) $(if $(STEP_COPY),--directory $(STEP_COPY))
 
 test: $(foreach track,$(TRACKS),.venv/$(track)/installed)
-	.venv/django30/bin/python -m tools.run_tests $(TRACKS) $(PYTEST_ARGS)
+	.venv/$(DEFAULT_TRACK)/bin/python -m tools.run_tests $(TRACKS) $(PYTEST_ARGS)
 
 # Jupyter refuses to start as root unless told to; CI and many containers run as root.
 notebooks: $(VENV)/installed
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 # The committed notebook outputs come from the default track; this regenerates them.
-notebook-outputs: .venv/django30/installed
-	.venv/django30/bin/python tools/execute_notebooks.py
+notebook-outputs: .venv/$(DEFAULT_TRACK)/installed
+	.venv/$(DEFAULT_TRACK)/bin/python tools/execute_notebooks.py
 
 # Every server and step side by side, on both tracks: writes benchmarks/results/ and the
 # results block of benchmarks/README.md. A few minutes; loopback only.

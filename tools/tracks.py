@@ -23,6 +23,8 @@ TRACKS = {
     "current": {"Django": "5.2", "daphne": "4.2", "channels": "4.3", "channels-redis": "4.3"},
 }
 DEFAULT_TRACK = "django30"
+# The Makefile takes the first track named as the default.
+assert next(iter(TRACKS)) == DEFAULT_TRACK
 
 
 def running_track():
