@@ -19,6 +19,7 @@ from tests.test_requirements import locked_versions
 from tools.repository import REPO_ROOT
 from tools.server_process import free_port
 from tools.step_commands import README_COMMANDS, copy_step
+from tools.tracks import TRACKS
 from tools.waiting import wait_until
 
 README = REPO_ROOT / "README.md"
@@ -141,7 +142,7 @@ def test_plain_commands_in_the_readme_are_the_launchers():
 
 def test_version_table_matches_the_lock_files():
     text = README.read_text()
-    for track in ("django30", "current"):
+    for track in TRACKS:
         row = re.search(rf"^\| `{track}`.*$", text, re.M).group(0)
         cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
         locked = locked_versions(track)
