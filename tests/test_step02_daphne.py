@@ -258,6 +258,7 @@ def test_after_migrate_and_createsuperuser_the_admin_logs_in(
     server = serve(STEP.name, server_name, directory=directory)
     log_in(page, server)
     page.get_by_text("Site administration").first.wait_for(timeout=10_000)
+    page.wait_for_load_state("load")  # the text can show before the stylesheets have loaded
     assert page.url == server.http_url + "/admin/"
     header_background = page.eval_on_selector(
         "#header", "element => getComputedStyle(element).backgroundColor"

@@ -537,13 +537,22 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
 
     with EventLoopThread() as loop:
         burst, flooder, paced = loop.run(load(), timeout=240)
-    refused = assert_one_refusal_per_refused_message(flooder)
+    # Flood control counts messages as the consumer handles them: on a machine so loaded that
+    # the consumer stores fewer than 12 a second, the allowance refills as fast as it is spent
+    # and nothing is refused. Refusals themselves are proven by the one-process test above.
+    refused = assert_one_refusal_per_refused_message(flooder) if flooder.refusals() else set()
     assert not burst.refused_texts() and not paced.refused_texts()
     accepted = (
         burst.accepted_texts() | paced.accepted_texts() | ({s.text for s in flooder.sent} - refused)
     )
-    rows = stored(directory, room)
-    assert len(rows) == len(accepted) == 27 * 20 + 47 * 6 + FLOOD - len(refused)
+    # A loaded server may still be storing the last messages it received.
+    expected = 27 * 20 + 47 * 6 + FLOOD - len(refused)
+    rows = wait_until(
+        lambda: len(stored(directory, room)) >= expected and stored(directory, room),
+        timeout=120,
+        message="every accepted message to be stored",
+    )
+    assert len(rows) == len(accepted) == expected
     assert {text for _, text in rows} == accepted  # accepted = stored, nothing refused stored
     for page in pages:
         wait_until_shows(page, rows)

@@ -32,11 +32,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # why and close with CHAT_FAILED, instead of leaving the server to drop the socket.
         try:
             await super().__call__(scope, receive, send)
-        except OSError:
-            # The client left while a message was on its way to it (Uvicorn raises
-            # ClientDisconnected, an OSError; Daphne drops the message): nobody is left to
-            # tell, but the room must stop sending to this socket.
-            await self.disconnect(None)
         except Exception as error:
             logger.exception('chat consumer stopped')
             reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
@@ -116,7 +111,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json(message)
 
     async def send_json(self, content):
-        await self.send(text_data=json.dumps(content))
+        try:
+            await self.send(text_data=json.dumps(content))
+        except OSError:
+            # The client has gone (Uvicorn raises ClientDisconnected, an OSError; Daphne drops
+            # the frame). Carry on: the frames it sent before leaving still get stored, and its
+            # websocket.disconnect, which comes last, takes the socket out of the room.
+            pass
 
 
 def read_frame(text_data):
