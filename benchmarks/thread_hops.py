@@ -307,17 +307,28 @@ async def close_sockets(sockets):
         await socket.wait(timeout=10)
 
 
-async def count_echo(variant, messages=20):
-    """Hops per message echoed by step 05's /ws/echo/, through its whole application."""
+async def count_echo(variant, messages):
+    """Hops per message echoed by step 05's /ws/echo/, through its whole application, and the
+    in-process time per message (no server, no socket)."""
     (client,) = await open_sockets(__getattr__(variant), PATHS["echo"], 1)
-    with HopCounter() as counter:
-        for number in range(messages):
+
+    async def echo(count):
+        for number in range(count):
             await client.send_input({"type": "websocket.receive", "text": f"hop {number}"})
             if (await client.receive_output(timeout=10)).get("text") != f"hop {number}":
                 raise RuntimeError("the echo answered something else")
+
+    with HopCounter() as counter:
+        await echo(20)
+    started = time.perf_counter()
+    await echo(messages)
+    seconds = (time.perf_counter() - started) / messages
     await close_sockets([client])
-    per_message = len(counter.to_thread()) / messages
-    return {"hops": per_message, "hop_functions": sorted(set(counter.to_thread()))}
+    return {
+        "hops": len(counter.to_thread()) / 20,
+        "hop_functions": sorted(set(counter.to_thread())),
+        "inprocess_ms": seconds * 1000,
+    }
 
 
 class RedisCommands:
@@ -434,7 +445,7 @@ def count_in_this_process(kind, variant, config):
         if not PAGE_VARIANTS[variant]["async_view"]:
             result["wsgi_ms"] = wsgi_page_ms(config["inprocess_requests"])
     elif kind == "echo":
-        result = asyncio.run(count_echo(variant))
+        result = asyncio.run(count_echo(variant, config["inprocess_requests"] * 10))
     else:
         result = asyncio.run(
             count_broadcast(
