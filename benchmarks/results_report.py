@@ -151,7 +151,8 @@ def markdown(summary):
         f"Measured {summary['date']} on {machine['cpu']}, {machine['cores']} cores, "
         f"{machine['os']}, Python {machine['python']}, in {summary['seconds'] / 60:.1f} minutes "
         f"(configuration `{summary['config_name']}`: {config['warmup']} s warm-up, then "
-        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown).",
+        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown)."
+        + room_throughput.load_note(summary),
         "",
         table(
             ["Track", *summary["tracks"][0]["versions"].keys()],
@@ -210,8 +211,6 @@ def markdown(summary):
             "Measured by benchmarks/thread_hops.py (notebooks/06 explains the counts).",
             "",
             thread_hops.table(hops),
-            "",
-            thread_hops.explanation(hops),
             "",
         ]
     rooms = summary.get("room_throughput")
@@ -395,12 +394,14 @@ def chart(summary, path):
 def write_results(summary, output, readme=None):
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    # The measurements first: a report that fails to render can be rewritten from them
+    # (--report-from) without measuring again.
+    (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     body = markdown(summary)
     results_md = output / "results.md"
     results_md.write_text(
         "# Benchmark results\n\n![benchmark chart](benchmark.png)\n\n" + body + "\n"
     )
-    (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     chart(summary, output / "benchmark.png")
     written = [results_md, output / "results.json", output / "benchmark.png"]
     if readme is not None:
