@@ -1,5 +1,6 @@
-"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, and a
-paragraph on step 04's router from benchmarks/router_explanation.py), results.json and
+"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, a
+paragraph on step 04's router from benchmarks/router_explanation.py, and the measured cause of
+every ratio above 1.5× from benchmarks/ratio_causes.py), results.json and
 benchmark.png, and copies the tables and chart into benchmarks/README.md between its results
 markers. The rows are read through benchmarks/figures.py.
 """
@@ -13,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks import room_throughput, thread_hops  # noqa: E402
+from benchmarks import ratio_causes, room_throughput, thread_hops  # noqa: E402
 from benchmarks.figures import (  # noqa: E402
     ASGI_SERVERS,
     BARE_ECHO,
@@ -213,6 +214,9 @@ def markdown(summary):
             thread_hops.table(hops),
             "",
         ]
+    causes = ratio_causes.section(summary)
+    if causes:
+        lines += [causes]
     rooms = summary.get("room_throughput")
     if rooms:
         lines += ["### Chat room throughput: steps 05 and 06", ""]
