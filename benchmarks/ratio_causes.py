@@ -50,8 +50,6 @@ def ratio_cells(summary):
     """(key, the largest of the cell's ratios) for every ratio cell of results.md's tables."""
     rows = all_rows(summary)
     for row in rows:
-        if row["is_floor"] and row["server"] != "websockets":
-            continue
         for column, floor in floors(rows, row).items():
             if floor is row:
                 continue
@@ -108,6 +106,36 @@ def agreement(prediction, measured):
     return "above" if prediction > measured else "below"
 
 
+def measured_twice(summary, track, section, subject, hop_subject):
+    """A sentence on how far the same application's ratio moved between the two times this
+    run measured it (its table, and the thread-hops rows), or "" if it was measured once."""
+    rows = [r for r in all_rows(summary) if r["track"] == track and r["section"] == section]
+    hops = hops_of(summary, track)
+    pairs = []
+    for row in (r for r in rows if r["subject"] == subject):
+        floor = floors(rows, row).get("floor" if section != "echo" else "bare ASGI")
+        again = thread_hops.find(
+            hops["rows"],
+            section=section,
+            subject=hop_subject,
+            server=row["server"],
+            clients=row["clients"],
+        )
+        if floor and again:
+            first = time_per_message_ratio(row, floor)
+            second = thread_hops.ratio(again, thread_hops.floor_of(hops["rows"], again))
+            pairs.append((first, second, row["server"], row["clients"]))
+    if not pairs:
+        return ""
+    spread = max(max(a, b) / min(a, b) for a, b, _, _ in pairs)
+    return (
+        " Measured twice in this run, minutes apart (its table, then the thread-hops rows), "
+        "the same application gave "
+        + listed([f"{times(a)} and {times(b)} under {server}" for a, b, server, _ in pairs[:2]])
+        + f" (up to {spread:.2f} times apart): read smaller differences as this run's noise."
+    )
+
+
 def listed(parts):
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -162,6 +190,9 @@ def http_paragraph(summary, track):
         "server, the larger the ratio. The in-process figures are one request at a time, by "
         "the clock: under a server, 10 requests at a time overlap one request's waits for its "
         "thread with another's work, so a prediction above the measured ratio is those waits."
+    )
+    text[-1] += measured_twice(
+        summary, track, "http", "step 03 page", thread_hops.PAGE_LABELS["page"]
     )
     variants = [v for v in thread_hops.PAGE_VARIANTS if v != "page" and v in hops["counts"]]
     if variants:
@@ -271,7 +302,12 @@ def echo_paragraph(summary, track):
                 )
             parts.append(part)
     if parts:
-        text.append("Against the bare ASGI echo under the same server: " + "; ".join(parts) + ".")
+        text.append(
+            "Against the bare ASGI echo under the same server: "
+            + "; ".join(parts)
+            + "."
+            + measured_twice(summary, track, "echo", STEP05_MEMORY, thread_hops.ECHO_LABELS["echo"])
+        )
     redis = []
     for clients in sorted({r["clients"] for r in rows}):
         for server in ASGI_SERVERS:
@@ -428,7 +464,14 @@ def broadcast_paragraph(summary, track):
         elif default:
             experiment.append(f"{times(thread_hops.ratio(*default))} under {server}")
     if experiment:
-        text.append("The thread-hops rows measured the same room: " + "; ".join(experiment) + ".")
+        text.append(
+            "The thread-hops rows measured the same room: "
+            + "; ".join(experiment)
+            + "."
+            + measured_twice(
+                summary, track, "broadcast", BROADCAST_MEMORY, thread_hops.BROADCAST_LABELS["echo"]
+            )
+        )
     split = []
     for server in ASGI_SERVERS:
         one = find(rows, subject=BROADCAST_REDIS, server=server, processes=1)
