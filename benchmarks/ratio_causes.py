@@ -131,7 +131,17 @@ def measured_twice(summary, track, section, subject, hop_subject):
     return (
         " Measured twice in this run, minutes apart (its table, then the thread-hops rows), "
         "the same application gave "
-        + listed([f"{times(a)} and {times(b)} under {server}" for a, b, server, _ in pairs[:2]])
+        + listed(
+            [
+                f"{times(a)} and {times(b)} under {server}"
+                + (
+                    f" with {clients} client{'s' if clients > 1 else ''}"
+                    if section == "echo"
+                    else ""
+                )
+                for a, b, server, clients in pairs
+            ]
+        )
         + f" (up to {spread:.2f} times apart): read smaller differences as this run's noise."
     )
 
