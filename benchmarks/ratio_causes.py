@@ -109,6 +109,35 @@ def agreement(prediction, measured):
 def measured_twice(summary, track, section, subject, hop_subject):
     """A sentence on how far the same application's ratio moved between the two times this
     run measured it (its table, and the thread-hops rows), or "" if it was measured once."""
+    pairs = twice_measured_pairs(summary, track, section, subject, hop_subject)
+    if not pairs:
+        return ""
+    return (
+        " Measured twice in this run, minutes apart (its table, then the thread-hops rows), "
+        "the same application gave "
+        + listed(
+            [
+                f"{times(a)} and {times(b)} under {server}"
+                + (
+                    f" with {clients} client{'s' if clients > 1 else ''}"
+                    if section == "echo"
+                    else ""
+                )
+                for a, b, server, clients in pairs
+            ]
+        )
+        + f" (up to {noise(pairs):.2f} times apart): read smaller differences as this run's "
+        "noise."
+    )
+
+
+def noise(pairs):
+    """The largest factor between two measurements of the same ratio."""
+    return max(max(a, b) / min(a, b) for a, b, _, _ in pairs)
+
+
+def twice_measured_pairs(summary, track, section, subject, hop_subject):
+    """[(ratio in its table, ratio in the thread-hops rows, server, clients)]."""
     rows = [r for r in all_rows(summary) if r["track"] == track and r["section"] == section]
     hops = hops_of(summary, track)
     pairs = []
@@ -125,25 +154,7 @@ def measured_twice(summary, track, section, subject, hop_subject):
             first = time_per_message_ratio(row, floor)
             second = thread_hops.ratio(again, thread_hops.floor_of(hops["rows"], again))
             pairs.append((first, second, row["server"], row["clients"]))
-    if not pairs:
-        return ""
-    spread = max(max(a, b) / min(a, b) for a, b, _, _ in pairs)
-    return (
-        " Measured twice in this run, minutes apart (its table, then the thread-hops rows), "
-        "the same application gave "
-        + listed(
-            [
-                f"{times(a)} and {times(b)} under {server}"
-                + (
-                    f" with {clients} client{'s' if clients > 1 else ''}"
-                    if section == "echo"
-                    else ""
-                )
-                for a, b, server, clients in pairs
-            ]
-        )
-        + f" (up to {spread:.2f} times apart): read smaller differences as this run's noise."
-    )
+    return pairs
 
 
 def listed(parts):
@@ -197,9 +208,10 @@ def http_paragraph(summary, track):
         "the floor plus the page's in-process cost predicts the ratio: "
         + "; ".join(parts)
         + ". Each ratio is Django's work per request over the server's own: the cheaper the "
-        "server, the larger the ratio. The in-process figures are one request at a time, by "
-        "the clock: under a server, 10 requests at a time overlap one request's waits for its "
-        "thread with another's work, so a prediction above the measured ratio is those waits."
+        "server, the larger the ratio. The in-process figures time one request at a time by "
+        "the clock, while a server has several under way (one request's wait for its thread "
+        "overlaps another's work) on a machine shared with other work, so a prediction is an "
+        "estimate, and how far this run moved is the yardstick."
     )
     text[-1] += measured_twice(
         summary, track, "http", "step 03 page", thread_hops.PAGE_LABELS["page"]
@@ -242,6 +254,21 @@ def http_paragraph(summary, track):
             f"{milliseconds(hops['counts'][fewest]['inprocess_ms'])} ms in-process against "
             f"{milliseconds(page['wsgi_ms'])} ms."
         )
+        older = [
+            (run["track"], run["thread_hops"])
+            for run in summary["tracks"]
+            if run["track"] != track
+            and "thread_hops" in run
+            and int(run["thread_hops"]["versions"]["Django"].split(".")[0]) < 4
+        ]
+        for other, other_hops in older:
+            count = other_hops["counts"]["page"]
+            text.append(
+                f"On the {other} track Django {other_hops['versions']['Django']}'s ASGI handler "
+                f"served the same page in {milliseconds(count['inprocess_ms'])} ms in-process, "
+                f"with {hops_text(count['hops'], 'request')}, and its WSGI handler in "
+                f"{milliseconds(count['wsgi_ms'])} ms."
+            )
     else:
         text.append(
             f"Django {django} has no async views and runs all its middleware and the view "
@@ -318,7 +345,11 @@ def echo_paragraph(summary, track):
             + "."
             + measured_twice(summary, track, "echo", STEP05_MEMORY, thread_hops.ECHO_LABELS["echo"])
         )
-    redis = []
+    redis, beyond = [], []
+    pairs = twice_measured_pairs(
+        summary, track, "echo", STEP05_MEMORY, thread_hops.ECHO_LABELS["echo"]
+    )
+    spread = noise(pairs) if pairs else 1.0
     for clients in sorted({r["clients"] for r in rows}):
         for server in ASGI_SERVERS:
             memory = find(rows, subject=STEP05_MEMORY, server=server, clients=clients)
@@ -326,15 +357,27 @@ def echo_paragraph(summary, track):
             floor = row and floors(rows, row).get("bare ASGI")
             if memory and floor:
                 covered.add(key("echo", row, "bare ASGI"))
-                redis.append(times(time_per_message_ratio(row, memory)))
+                factor = time_per_message_ratio(row, memory)
+                redis.append(times(factor))
+                if max(factor, 1 / factor) > spread:
+                    beyond.append(
+                        f"{times(factor)} under {server} with {clients} "
+                        f"client{'s' if clients > 1 else ''}"
+                    )
     if redis:
         text.append(
             "The Redis rows differ from the in-memory ones only by the channel layer, which "
             "carries none of an echo's messages (the consumer's `send()` goes straight to its "
             "socket; the layer only waits for events in the background): they take "
-            f"{listed(redis)} the in-memory rows' time per message, so the same causes explain "
-            "them."
+            f"{listed(redis)} the in-memory rows' time per message, and the causes above are "
+            "theirs too."
         )
+        if beyond:
+            text.append(
+                f"Beyond this run's noise ({spread:.2f} times): {listed(beyond)}; no measured "
+                "cause sits in the layer for that (the echo sends nothing through it), so read "
+                "it as the shared machine's until a quiet run repeats it."
+            )
     return " ".join(text), covered
 
 
