@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -258,6 +259,8 @@ def versions():
 def measure_track(track, config_name, sections, output_json):
     config = CONFIGS[config_name]
     started = time.monotonic()
+    # The machine is shared: the load around the run says how much the figures can be trusted.
+    load_before = os.getloadavg()[0]
     rows = []
     needs_redis = any(s.redis for _, s, _, _ in measurements(sections, config))
     with RedisServer() if needs_redis else contextlib.nullcontext() as redis:
@@ -276,6 +279,7 @@ def measure_track(track, config_name, sections, output_json):
 
         print(f"  {track:8} thread hops:", flush=True)
         result["thread_hops"] = measure_thread_hops(track, config_name)
+    result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["seconds"] = time.monotonic() - started
     Path(output_json).write_text(json.dumps(result, indent=1))
 

@@ -1,5 +1,6 @@
-"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, and a
-paragraph on step 04's router from benchmarks/router_explanation.py), results.json and
+"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, a
+paragraph on step 04's router from benchmarks/router_explanation.py, and the measured cause of
+every ratio above 1.5× from benchmarks/ratio_causes.py), results.json and
 benchmark.png, and copies the tables and chart into benchmarks/README.md between its results
 markers. The rows are read through benchmarks/figures.py.
 """
@@ -13,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks import room_throughput, thread_hops  # noqa: E402
+from benchmarks import ratio_causes, room_throughput, thread_hops  # noqa: E402
 from benchmarks.figures import (  # noqa: E402
     ASGI_SERVERS,
     BARE_ECHO,
@@ -151,7 +152,8 @@ def markdown(summary):
         f"Measured {summary['date']} on {machine['cpu']}, {machine['cores']} cores, "
         f"{machine['os']}, Python {machine['python']}, in {summary['seconds'] / 60:.1f} minutes "
         f"(configuration `{summary['config_name']}`: {config['warmup']} s warm-up, then "
-        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown).",
+        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown)."
+        + room_throughput.load_note(summary),
         "",
         table(
             ["Track", *summary["tracks"][0]["versions"].keys()],
@@ -211,9 +213,10 @@ def markdown(summary):
             "",
             thread_hops.table(hops),
             "",
-            thread_hops.explanation(hops),
-            "",
         ]
+    causes = ratio_causes.section(summary)
+    if causes:
+        lines += [causes]
     rooms = summary.get("room_throughput")
     if rooms:
         lines += ["### Chat room throughput: steps 05 and 06", ""]
@@ -395,12 +398,14 @@ def chart(summary, path):
 def write_results(summary, output, readme=None):
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    # The measurements first: a report that fails to render can be rewritten from them
+    # (--report-from) without measuring again.
+    (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     body = markdown(summary)
     results_md = output / "results.md"
     results_md.write_text(
         "# Benchmark results\n\n![benchmark chart](benchmark.png)\n\n" + body + "\n"
     )
-    (output / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     chart(summary, output / "benchmark.png")
     written = [results_md, output / "results.json", output / "benchmark.png"]
     if readme is not None:

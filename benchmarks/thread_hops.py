@@ -1,7 +1,9 @@
-"""Thread hops: how many times a page request or an echoed message goes to a thread and back,
-on each track, and what removing each cause does to the figures under a real server.
+"""Thread hops: how many times a page request, an echoed message or a chat broadcast goes to a
+thread and back, on each track, and what removing each cause does to the figures under a real
+server; with what else each costs in-process (Django's WSGI handler for runserver, the channel
+layer and its Redis commands for a broadcast) and where daphne's slow echo round trips go.
 
-    python -m benchmarks.thread_hops                     # both tracks: counts, rows, explanation
+    python -m benchmarks.thread_hops                     # both tracks: counts, rows, the tail
     python -m benchmarks.thread_hops --config tiny       # seconds, to prove the machinery works
 
 A *hop* is one call of asgiref's `SyncToAsync` (what `sync_to_async` and Channels'
@@ -12,11 +14,12 @@ a process of each track's own Python, one process per step. notebooks/06 explain
 
 The rows isolating each cause run under daphne and uvicorn like run_benchmark.py's rows:
 step 03's page as it is, with an async view, without middleware, and with both; step 05's
-echo as it is and, on Channels 4, without the `aclose_old_connections()` hop that
-`AsyncConsumer.dispatch` awaits before every handler. That last one is an EXPERIMENT, NOT A
-RECOMMENDATION: the hop closes stale database connections, and a consumer that uses the
-database needs it. The variants exist only here, in benchmarks/, as module attributes a server
-can load (`daphne benchmarks.thread_hops:page_async_view`, run from step 03's directory).
+echo (1 and 50 clients) and chat broadcast as they are and, on Channels 4, without the
+`aclose_old_connections()` hop that `AsyncConsumer.dispatch` awaits before every handler.
+That last one is an EXPERIMENT, NOT A RECOMMENDATION: the hop closes stale database
+connections, and a consumer that uses the database needs it. The variants exist only here, in
+benchmarks/, as module attributes a server can load
+(`daphne benchmarks.thread_hops:page_async_view`, run from step 03's directory).
 """
 
 import argparse
@@ -51,30 +54,53 @@ PAGE_LABELS = {
     "page_without_middleware": "step 03 page, no middleware",
     "page_async_view_without_middleware": "step 03 page, async view, no middleware",
 }
+# Step 05's whole application, as it is and without the per-message hop: the echo rows and the
+# broadcast rows load the same attributes (at /ws/echo/ and /ws/chat/<room>/).
 ECHO_VARIANTS = ("echo", "echo_without_per_message_hop")
 ECHO_LABELS = {
     "echo": "step 05 Channels, in-memory",
     "echo_without_per_message_hop": "step 05 without the per-message hop (experiment, not a "
     "recommendation)",
 }
+BROADCAST_LABELS = {
+    "echo": "step 05, in-memory",
+    "echo_without_per_message_hop": "step 05, in-memory, without the per-message hop "
+    "(experiment, not a recommendation)",
+}
+FLOORS = {
+    "http": "bare page (floor)",
+    "echo": "bare ASGI echo (floor)",
+    "broadcast": "bare ASGI room (floor)",
+}
+PATHS = {"http": "/", "echo": "/ws/echo/", "broadcast": "/ws/chat/benchmark/"}
 CONFIGS = {
     "full": {
         "http_connections": 10,
-        "echo_clients": 1,
+        "echo_clients": [1, 50],
+        "broadcast_clients": 100,
         "warmup": 0.5,
         "duration": 1.0,
         "repetitions": 3,
+        "warmup_rounds": 3,
+        "rounds": 10,
         "inprocess_requests": 300,
+        "inprocess_broadcasts": 30,
         "hop_calls": 3000,
+        "tail_seconds": 5.0,
     },
     "tiny": {
         "http_connections": 2,
-        "echo_clients": 1,
+        "echo_clients": [1, 3],
+        "broadcast_clients": 5,
         "warmup": 0.1,
         "duration": 0.3,
         "repetitions": 2,
+        "warmup_rounds": 1,
+        "rounds": 3,
         "inprocess_requests": 20,
+        "inprocess_broadcasts": 3,
         "hop_calls": 200,
+        "tail_seconds": 1.0,
     },
 }
 
@@ -191,6 +217,19 @@ def http_scope(path="/"):
     }
 
 
+def websocket_scope(path):
+    """The scope of a browser's handshake at `path`: the http scope's keys, plus an Origin."""
+    scope = http_scope(path)
+    del scope["method"]
+    scope.update(
+        type="websocket",
+        scheme="ws",
+        subprotocols=[],
+        headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")],
+    )
+    return scope
+
+
 async def one_page(application):
     from asgiref.testing import ApplicationCommunicator
 
@@ -201,6 +240,31 @@ async def one_page(application):
     await browser.wait(timeout=10)
     if start["status"] != 200:
         raise RuntimeError(f"step 03's page answered {start['status']}")
+
+
+def wsgi_page_ms(requests):
+    """Milliseconds per request of step 03's page through Django's WSGI handler (what
+    runserver runs), in-process: no server, no socket, no thread hop."""
+    import io
+    import wsgiref.util
+
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()
+
+    def one_request():
+        environ = {"PATH_INFO": "/", "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO()}
+        wsgiref.util.setup_testing_defaults(environ)
+        statuses = []
+        body = b"".join(application(environ, lambda status, headers: statuses.append(status)))
+        if not statuses[0].startswith("200") or not body:
+            raise RuntimeError(f"step 03's page answered {statuses[0]} through WSGI")
+
+    one_request()
+    started = time.perf_counter()
+    for _ in range(requests):
+        one_request()
+    return (time.perf_counter() - started) / requests * 1000
 
 
 async def count_page(variant, requests):
@@ -221,38 +285,140 @@ async def count_page(variant, requests):
     }
 
 
-async def count_echo(variant, messages=20):
-    """Hops per message echoed by step 05's /ws/echo/, through its whole application. asgiref's
-    own communicator, not Channels' (which swaps `close_old_connections` for a no-op)."""
+async def open_sockets(application, path, count):
+    """`count` accepted WebSockets to `application` at `path`, through asgiref's own
+    communicator, not Channels' (which swaps `close_old_connections` for a no-op)."""
     from asgiref.testing import ApplicationCommunicator
 
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "path": "/ws/echo/",
-        "raw_path": b"/ws/echo/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")],
-        "subprotocols": [],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    client = ApplicationCommunicator(__getattr__(variant), scope)
-    await client.send_input({"type": "websocket.connect"})
-    if (await client.receive_output(timeout=10))["type"] != "websocket.accept":
-        raise RuntimeError("step 05 refused the echo handshake")
-    with HopCounter() as counter:
-        for number in range(messages):
+    sockets = []
+    for _ in range(count):
+        socket = ApplicationCommunicator(application, websocket_scope(path))
+        await socket.send_input({"type": "websocket.connect"})
+        if (await socket.receive_output(timeout=10))["type"] != "websocket.accept":
+            raise RuntimeError(f"step 05 refused the handshake at {path}")
+        sockets.append(socket)
+    return sockets
+
+
+async def close_sockets(sockets):
+    for socket in sockets:
+        await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+    for socket in sockets:
+        await socket.wait(timeout=10)
+
+
+async def count_echo(variant, messages):
+    """Hops per message echoed by step 05's /ws/echo/, through its whole application, and the
+    in-process time per message (no server, no socket)."""
+    (client,) = await open_sockets(__getattr__(variant), PATHS["echo"], 1)
+
+    async def echo(count):
+        for number in range(count):
             await client.send_input({"type": "websocket.receive", "text": f"hop {number}"})
             if (await client.receive_output(timeout=10)).get("text") != f"hop {number}":
                 raise RuntimeError("the echo answered something else")
-    await client.send_input({"type": "websocket.disconnect", "code": 1000})
-    await client.wait(timeout=10)
-    per_message = len(counter.to_thread()) / messages
-    return {"hops": per_message, "hop_functions": sorted(set(counter.to_thread()))}
+
+    with HopCounter() as counter:
+        await echo(20)
+    started = time.perf_counter()
+    await echo(messages)
+    seconds = (time.perf_counter() - started) / messages
+    await close_sockets([client])
+    return {
+        "hops": len(counter.to_thread()) / 20,
+        "hop_functions": sorted(set(counter.to_thread())),
+        "inprocess_ms": seconds * 1000,
+    }
+
+
+class RedisCommands:
+    """The commands a Redis server ran while active, by name (INFO commandstats, before and
+    after); nothing when `url` is None (the in-memory layer)."""
+
+    def __init__(self, url):
+        self.url, self.calls = url, {}
+
+    def snapshot(self):
+        import redis
+
+        with redis.Redis.from_url(self.url) as client:
+            stats = client.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): figures["calls"]
+            for name, figures in stats.items()
+            if name != "cmdstat_info"
+        }
+
+    def __enter__(self):
+        self.before = self.snapshot() if self.url else {}
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.url:
+            after = self.snapshot()
+            self.calls = {
+                name: calls - self.before.get(name, 0)
+                for name, calls in sorted(after.items())
+                if calls > self.before.get(name, 0)
+            }
+
+
+async def count_broadcast(variant, clients, broadcasts, redis_url):
+    """One chat message to `clients` sockets of one room through step 05's whole application,
+    on the layer its settings pick (Redis when REDIS_URL is set): the hops of one broadcast,
+    and the Redis commands and in-process time per broadcast (no server, no sockets)."""
+    sockets = await open_sockets(__getattr__(variant), PATHS["broadcast"], clients)
+
+    async def broadcast(token):
+        text = json.dumps({"message": token})
+        await sockets[0].send_input({"type": "websocket.receive", "text": text})
+        for socket in sockets:
+            if (await socket.receive_output(timeout=10)).get("text") != text:
+                raise RuntimeError("a room member received something else")
+
+    await broadcast("warm-up")
+    with HopCounter() as counter:
+        await broadcast("counted")
+    with RedisCommands(redis_url) as commands:
+        started = time.perf_counter()
+        for number in range(broadcasts):
+            await broadcast(f"timed {number}")
+        seconds = (time.perf_counter() - started) / broadcasts
+    await close_sockets(sockets)
+    return {
+        "clients": clients,
+        "hops": len(counter.to_thread()),
+        "hop_functions": sorted(set(counter.to_thread())),
+        # Per broadcast, averaged over the timed ones (the pool's connections are made by then).
+        "redis_commands": {name: calls / broadcasts for name, calls in commands.calls.items()},
+        "inprocess_ms": seconds * 1000,
+        "layer_ms": await layer_broadcast_ms(clients, broadcasts),
+    }
+
+
+async def layer_broadcast_ms(clients, broadcasts):
+    """Milliseconds per broadcast of the channel layer alone: one `group_send` to a group of
+    `clients` channels, then one `receive` on each, with no consumer and no socket."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channels = [await layer.new_channel() for _ in range(clients)]
+    for channel in channels:
+        await layer.group_add("layer-only", channel)
+
+    async def broadcast():
+        await layer.group_send("layer-only", {"type": "chat.message", "message": "hello"})
+        for channel in channels:
+            await layer.receive(channel)
+
+    await broadcast()
+    started = time.perf_counter()
+    for _ in range(broadcasts):
+        await broadcast()
+    seconds = (time.perf_counter() - started) / broadcasts
+    for channel in channels:
+        await layer.group_discard("layer-only", channel)
+    return seconds * 1000
 
 
 async def hop_cost(calls):
@@ -276,8 +442,19 @@ def count_in_this_process(kind, variant, config):
     if kind == "page":
         result = asyncio.run(count_page(variant, config["inprocess_requests"]))
         result["hop_us"] = asyncio.run(hop_cost(config["hop_calls"])) * 1e6
+        if not PAGE_VARIANTS[variant]["async_view"]:
+            result["wsgi_ms"] = wsgi_page_ms(config["inprocess_requests"])
+    elif kind == "echo":
+        result = asyncio.run(count_echo(variant, config["inprocess_requests"] * 10))
     else:
-        result = asyncio.run(count_echo(variant))
+        result = asyncio.run(
+            count_broadcast(
+                variant,
+                config["broadcast_clients"],
+                config["inprocess_broadcasts"],
+                os.environ.get("REDIS_URL"),
+            )
+        )
     print(json.dumps(result))
 
 
@@ -302,9 +479,12 @@ def installed_versions():
     }
 
 
-def run_counter(kind, variant, config_name):
+def run_counter(kind, variant, config_name, redis_url=None):
     step = PAGE_STEP if kind == "page" else ECHO_STEP
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), DJANGO_SETTINGS_MODULE="newtest.settings")
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     result = subprocess.run(
         [
             sys.executable,
@@ -323,14 +503,24 @@ def run_counter(kind, variant, config_name):
         timeout=300,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"counting {variant} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"counting {kind} {variant} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def load(mode, url, option, value, config):
-    argv = [sys.executable, str(LOAD_GENERATOR), mode, url, f"--{option}", str(value)]
-    for key in ("warmup", "duration", "repetitions"):
-        argv += [f"--{key}", str(config[key])]
+def load(section, url, clients, config):
+    """The load generator's medians for one server: `section` is its mode."""
+    if section == "http":
+        options = {"connections": config["http_connections"]}
+    else:
+        options = {"clients": clients}
+    if section == "broadcast":
+        options.update(rounds=config["rounds"], warmup_rounds=config["warmup_rounds"])
+    else:
+        options.update(warmup=config["warmup"], duration=config["duration"])
+    options["repetitions"] = config["repetitions"]
+    argv = [sys.executable, str(LOAD_GENERATOR), section, url]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
     result = subprocess.run(
         argv,
         capture_output=True,
@@ -345,7 +535,7 @@ def load(mode, url, option, value, config):
     }
 
 
-def served(server, module_attribute, cwd, config, mode, path):
+def served(server, module_attribute, cwd, config, section, clients):
     from tools.server_process import ServerProcess, free_port
     from tools.step_commands import command_with_address
 
@@ -354,102 +544,92 @@ def served(server, module_attribute, cwd, config, mode, path):
     process = ServerProcess(argv, cwd, port, env={"PYTHONPATH": str(REPO_ROOT)})
     process.start()
     try:
-        if mode == "http":
-            return load(
-                "http", process.http_url + path, "connections", config["http_connections"], config
-            )
-        return load("echo", process.ws_url + path, "clients", config["echo_clients"], config)
+        base = process.http_url if section == "http" else process.ws_url
+        return load(section, base + PATHS[section], clients, config)
     finally:
         process.stop()
 
 
 def measure_track(track, config_name):
-    """Worker for one track: counts, then every row under daphne and uvicorn. Returns a dict."""
+    """Worker for one track: counts, then every row under daphne and uvicorn, then the echo's
+    one-client tail. Returns a dict."""
+    from tools.redis_server import RedisServer
+
     config = CONFIGS[config_name]
     versions = installed_versions()
     pages, echoes = variants_on(versions)
     counts = {variant: run_counter("page", variant, config_name) for variant in pages}
     counts.update({variant: run_counter("echo", variant, config_name) for variant in echoes})
+    broadcasts = {
+        variant: {"memory": run_counter("broadcast", variant, config_name)} for variant in echoes
+    }
+    with RedisServer() as redis:
+        broadcasts["echo"]["redis"] = run_counter("broadcast", "echo", config_name, redis.url)
     rows = []
 
-    def row(section, subject, server, hops, figures):
-        rows.append(
-            {
-                "section": section,
-                "track": track,
-                "subject": subject,
-                "server": server,
-                "hops": hops,
-                **figures,
-            }
-        )
-        print(
-            f"  {track:8} {section:5} {subject[:48]:48} {server:8} hops={hops:<4} "
-            f"rate={figures['rate']:9.1f}/s p50={figures['p50_ms']:7.3f} ms",
-            file=sys.stderr,
-            flush=True,
-        )
+    def measured_rows(section, step, variants, labels, clients):
+        """The bare floor, then each variant, under each server."""
+        for server in ASGI_SERVERS:
+            subjects = [(FLOORS[section], 0, "bare_asgi_echo:application", BENCHMARKS)]
+            for variant in variants:
+                hops = (
+                    broadcasts[variant]["memory"] if section == "broadcast" else counts[variant]
+                )["hops"]
+                subjects.append(
+                    (labels[variant], hops, f"benchmarks.thread_hops:{variant}", REPO_ROOT / step)
+                )
+            for subject, hops, attribute, cwd in subjects:
+                figures = served(server, attribute, cwd, config, section, clients)
+                rows.append(
+                    {
+                        "section": section,
+                        "track": track,
+                        "subject": subject,
+                        "server": server,
+                        "clients": clients,
+                        "hops": hops,
+                        **figures,
+                    }
+                )
+                print(
+                    f"  {track:8} {section:9} {subject[:48]:48} {server:8} clients={clients:<3} "
+                    f"hops={hops:<4g} rate={figures['rate']:9.1f}/s "
+                    f"p50={figures['p50_ms']:7.3f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    for server in ASGI_SERVERS:
-        row(
-            "http",
-            "bare page (floor)",
-            server,
-            0,
-            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "http", "/"),
-        )
-        for variant in pages:
-            row(
-                "http",
-                PAGE_LABELS[variant],
-                server,
-                counts[variant]["hops"],
-                served(
-                    server,
-                    f"benchmarks.thread_hops:{variant}",
-                    REPO_ROOT / PAGE_STEP,
-                    config,
-                    "http",
-                    "/",
-                ),
-            )
-    for server in ASGI_SERVERS:
-        row(
-            "echo",
-            "bare ASGI echo (floor)",
-            server,
-            0,
-            served(server, "bare_asgi_echo:application", BENCHMARKS, config, "echo", "/ws/echo/"),
-        )
-        for variant in echoes:
-            row(
-                "echo",
-                ECHO_LABELS[variant],
-                server,
-                counts[variant]["hops"],
-                served(
-                    server,
-                    f"benchmarks.thread_hops:{variant}",
-                    REPO_ROOT / ECHO_STEP,
-                    config,
-                    "echo",
-                    "/ws/echo/",
-                ),
-            )
+    measured_rows("http", PAGE_STEP, pages, PAGE_LABELS, config["http_connections"])
+    for clients in config["echo_clients"]:
+        measured_rows("echo", ECHO_STEP, echoes, ECHO_LABELS, clients)
+    measured_rows("broadcast", ECHO_STEP, echoes, BROADCAST_LABELS, config["broadcast_clients"])
     return {
         "track": track,
         "versions": versions,
         "config": config_name,
         "counts": counts,
+        "broadcast_counts": broadcasts,
         "rows": rows,
+        "echo_tail": [tail_of(server, config["tail_seconds"]) for server in ASGI_SERVERS],
     }
 
 
-# --- the table and the explanation, from the figures ------------------------------------------
+# --- the table ---------------------------------------------------------------------------------
 
 
 def find(rows, **wanted):
     return next((r for r in rows if all(r[k] == v for k, v in wanted.items())), None)
+
+
+def floor_of(rows, row):
+    """The bare application's row under the same server, section and clients."""
+    return find(
+        rows,
+        section=row["section"],
+        server=row["server"],
+        clients=row["clients"],
+        subject=FLOORS[row["section"]],
+    )
 
 
 def ratio(row, floor):
@@ -457,116 +637,25 @@ def ratio(row, floor):
     return floor["rate"] / row["rate"]
 
 
+UNITS = {"http": "request", "echo": "message", "broadcast": "broadcast"}
+
+
 def table(runs):
     lines = [
-        "| Track | Application | Server | thread hops | requests or messages/s | p50 ms | × floor "
-        "(time per request or message) |",
-        "|---|---|---|---|---|---|---|",
+        "| Track | Application | Server | clients | thread hops | requests, messages or "
+        "deliveries/s | p50 ms | × floor (time per request, message or delivery) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         for row in run["rows"]:
-            floor = find(
-                run["rows"],
-                section=row["section"],
-                server=row["server"],
-                hops=0,
-                subject="bare page (floor)"
-                if row["section"] == "http"
-                else "bare ASGI echo (floor)",
-            )
+            floor = floor_of(run["rows"], row)
             shown = "floor" if row is floor else f"{ratio(row, floor):.2f}×"
-            per = "per request" if row["section"] == "http" else "per message"
             lines.append(
-                f"| {run['track']} | {row['subject']} | {row['server']} | {row['hops']:g} {per} | "
-                f"{row['rate']:,.0f} | {row['p50_ms']:.3f} | {shown} |"
+                f"| {run['track']} | {row['subject']} | {row['server']} | {row['clients']} | "
+                f"{row['hops']:g} per {UNITS[row['section']]} | {row['rate']:,.0f} | "
+                f"{row['p50_ms']:.3f} | {shown} |"
             )
     return "\n".join(lines)
-
-
-def explanation(runs):
-    """Paragraphs that explain each ratio above 1.5× of these rows from their own figures."""
-    paragraphs = []
-    for run in runs:
-        rows, counts, track = run["rows"], run["counts"], run["track"]
-        page = counts["page"]
-        for server in ASGI_SERVERS:
-            floor = find(rows, section="http", server=server, subject="bare page (floor)")
-            default = find(rows, section="http", server=server, subject=PAGE_LABELS["page"])
-            text = (
-                f"**{track}, HTTP under {server}.** Step 03's page takes "
-                f"{ratio(default, floor):.2f}× the bare "
-                f"page's time per request ({default['rate']:,.0f} against {floor['rate']:,.0f} "
-                f"requests/s). "
-                f"Django {run['versions']['Django']} makes {page['hops']} thread hops per request "
-                f"({', '.join(page['hop_functions'])}). In-process, with no server, one page "
-                f"through Django's "
-                f"ASGI handler takes {page['inprocess_ms']:.2f} ms of this machine's time, and one "
-                f"hop alone "
-                f"{page['hop_us']:.0f} µs."
-            )
-            variants = [v for v in PAGE_VARIANTS if v != "page" and v in counts]
-            if variants:
-                parts = []
-                for variant in variants:
-                    measured = find(
-                        rows, section="http", server=server, subject=PAGE_LABELS[variant]
-                    )
-                    parts.append(
-                        f"{PAGE_LABELS[variant].removeprefix('step 03 page, ')}: "
-                        f"{counts[variant]['hops']} hops, "
-                        f"{counts[variant]['inprocess_ms']:.2f} ms in-process, "
-                        f"{ratio(measured, floor):.2f}× the floor"
-                    )
-                fewest = min(variants, key=lambda v: counts[v]["hops"])
-                fewest_row = find(rows, section="http", server=server, subject=PAGE_LABELS[fewest])
-                removed = counts["page"]["hops"] - counts[fewest]["hops"]
-                share = 1 - default["rate"] / fewest_row["rate"]
-                text += (
-                    " Removing the causes one at a time under the same server: "
-                    f"{'; '.join(parts)}. "
-                    f"Taking out {removed} of the {page['hops']} hops takes {share:.0%} off the "
-                    f"time per request."
-                )
-            else:
-                text += " The middleware and the view run inside one of those hops."
-            floor_ms = 1000 / floor["rate"]
-            text += (
-                f" The bare page costs {floor_ms:.3f} ms of machine time per request under "
-                f"{server}; adding "
-                f"the in-process page's {page['inprocess_ms']:.2f} ms predicts "
-                f"{(floor_ms + page['inprocess_ms']) / floor_ms:.2f}× the floor, against "
-                f"{ratio(default, floor):.2f}× measured."
-            )
-            paragraphs.append(text)
-        echo = counts["echo"]
-        for server in ASGI_SERVERS:
-            floor = find(rows, section="echo", server=server, subject="bare ASGI echo (floor)")
-            default = find(rows, section="echo", server=server, subject=ECHO_LABELS["echo"])
-            functions = ": " + ", ".join(echo["hop_functions"]) if echo["hop_functions"] else ""
-            text = (
-                f"**{track}, echo under {server}.** Step 05's consumer takes "
-                f"{ratio(default, floor):.2f}× the bare "
-                f"ASGI echo's time per message with {echo['hops']:g} thread "
-                f"hop{'' if echo['hops'] == 1 else 's'} per message "
-                f"(Channels {run['versions']['channels']}{functions})."
-            )
-            if "echo_without_per_message_hop" in counts:
-                without = find(
-                    rows,
-                    section="echo",
-                    server=server,
-                    subject=ECHO_LABELS["echo_without_per_message_hop"],
-                )
-                text += (
-                    " With `aclose_old_connections()` taken out of dispatch (an experiment, not a "
-                    f"recommendation) "
-                    f"it makes {counts['echo_without_per_message_hop']['hops']:g} hops per message "
-                    f"and takes "
-                    f"{ratio(without, floor):.2f}× the floor: the hop accounts for "
-                    f"{1 - default['rate'] / without['rate']:.0%} of its time per message."
-                )
-            paragraphs.append(text)
-    return "\n\n".join(paragraphs)
 
 
 # --- daphne's one-client tail: where a slow echo round trip's time goes ----------------------
@@ -760,7 +849,9 @@ def main():
         args.json.write_text(json.dumps(runs, indent=1))
     print(table(runs))
     print()
-    print(explanation(runs))
+    print(tail_explanation([tail for run in runs for tail in run["echo_tail"]]))
+    print()
+    print("benchmarks/results/results.md explains each ratio from these rows (run_benchmark.py).")
 
 
 if __name__ == "__main__":

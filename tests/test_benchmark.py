@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from benchmarks import ratio_causes, thread_hops
 from benchmarks.router_explanation import step04_names
 from tests.system_tools import require_tool
 from tools.repository import REPO_ROOT
@@ -205,6 +206,80 @@ def test_the_thread_hops_section_has_a_row_per_server_and_variant(tiny_run):
     shown = [r for r in table_rows(section) if r[0] == running_track()]
     assert len(shown) == len(hops["rows"]) and len(shown) >= 6
     assert {r[2] for r in shown} == {"daphne", "uvicorn"}
+    # Every section, under both servers, with its floor: the page, the echo with 1 and with 3
+    # clients, and the broadcast; the variants that exist on this track each once.
+    pages, consumers = thread_hops.variants_on(hops["versions"])
+    config = thread_hops.CONFIGS["tiny"]
+    expected = []
+    for server in ("daphne", "uvicorn"):
+        expected += [("http", thread_hops.FLOORS["http"], server, config["http_connections"])]
+        expected += [
+            ("http", thread_hops.PAGE_LABELS[v], server, config["http_connections"]) for v in pages
+        ]
+        for clients in config["echo_clients"]:
+            expected += [("echo", thread_hops.FLOORS["echo"], server, clients)]
+            expected += [("echo", thread_hops.ECHO_LABELS[v], server, clients) for v in consumers]
+        clients = config["broadcast_clients"]
+        expected += [("broadcast", thread_hops.FLOORS["broadcast"], server, clients)]
+        expected += [
+            ("broadcast", thread_hops.BROADCAST_LABELS[v], server, clients) for v in consumers
+        ]
+    measured = [(r["section"], r["subject"], r["server"], r["clients"]) for r in hops["rows"]]
+    assert sorted(measured) == sorted(expected)
+    for row in hops["rows"]:
+        assert row["rate"] > 0 and row["p50_ms"] > 0 and row["hops"] >= 0, row
+
+
+def test_the_thread_hops_counts_have_every_figure_the_report_reads(tiny_run):
+    _, results = tiny_run
+    hops = results["tracks"][0]["thread_hops"]
+    page = hops["counts"]["page"]
+    assert page["inprocess_ms"] > 0 and page["wsgi_ms"] > 0 and page["hop_us"] > 0
+    assert len(page["hop_functions"]) == page["hops"]
+    assert hops["counts"]["echo"]["inprocess_ms"] > 0
+    broadcast = hops["broadcast_counts"]["echo"]
+    assert set(broadcast) == {"memory", "redis"}
+    for layer in broadcast.values():
+        assert layer["clients"] == thread_hops.CONFIGS["tiny"]["broadcast_clients"]
+        assert layer["inprocess_ms"] > 0 and layer["layer_ms"] > 0
+    # The in-memory layer sends no Redis command; the Redis layer sends some for every broadcast.
+    assert broadcast["memory"]["redis_commands"] == {}
+    assert sum(broadcast["redis"]["redis_commands"].values()) > 0
+    tails = hops["echo_tail"]
+    assert [t["server"] for t in tails] == ["daphne", "uvicorn"]
+    assert all(t["round_trips"] > 0 and t["p99_ms"] >= t["p50_ms"] for t in tails)
+
+
+def test_each_track_records_the_load_around_its_run(tiny_run):
+    output, results = tiny_run
+    (run,) = results["tracks"]
+    assert len(run["load_average"]) == 2 and all(load >= 0 for load in run["load_average"])
+    assert "1-minute load average before and after" in (output / "results.md").read_text()
+
+
+def test_every_ratio_above_the_limit_has_a_measured_cause(tiny_run):
+    output, results = tiny_run
+    assert ratio_causes.uncovered(results, limit=0) == []
+    markdown = (output / "results.md").read_text()
+    section = markdown.split(f"### Every ratio above {ratio_causes.LIMIT}×", 1)[1]
+    section = section.split("\n### ", 1)[0]
+    assert "NOT EXPLAINED" not in section
+    # One line per ratio above the limit, each naming the paragraph that explains it.
+    listed = [r for r in table_rows(section) if r[1] == running_track()]
+    assert len(listed) == len(ratio_causes.above(results))
+    titles = {text.split("**")[1].rstrip(".") for text, _ in ratio_causes.paragraphs(results)}
+    titles.add("Step 04's router against the bare ASGI echo")
+    assert {r[-1] for r in listed} <= titles
+    for track in (running_track(),):
+        for topic in ("HTTP", "Echo", "Broadcast"):
+            assert f"**{topic}, {track} (" in section, topic
+        assert f"**Daphne's one-client echo tail, {track}.**" in section
+
+
+def test_the_committed_results_explain_every_ratio_above_the_limit():
+    results = json.loads((BENCHMARKS / "results" / "results.json").read_text())
+    assert ratio_causes.uncovered(results) == []
+    assert "NOT EXPLAINED" not in (BENCHMARKS / "results" / "results.md").read_text()
 
 
 def test_the_room_throughput_section_shows_steps_05_and_06(tiny_run):
