@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from tools.nginx_server import nginx_program
+
 # Headless Debian Chromium, as every browser test starts it.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -27,3 +29,12 @@ def require_tool(name, install_hint):
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_deploy_tools():
+    """What step 07's site runs besides Python: nginx (Debian's is in /usr/sbin, often not on
+    a user's PATH), redis-server, and openssl for its certificate."""
+    if not os.path.exists(nginx_program()):
+        require_tool("nginx", "sudo apt-get install nginx")
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    require_tool("openssl", "sudo apt-get install openssl")

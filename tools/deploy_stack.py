@@ -25,9 +25,15 @@ from tools.redis_server import RedisServer
 from tools.repository import step_directory
 from tools.server_process import HOST, PortTaken, free_port, port_is_taken, python_environment
 from tools.step_commands import manage, migrate, readme_server
+from tools.waiting import wait_until
 
 STEP = "step07_deploy"
 # The commands of step07_deploy/README.md, in the order it has the reader type them.
+SECRET_KEY_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(50))' > run/secret_key"
+ENVIRONMENT_COMMAND = (
+    'export DJANGO_SECRET_KEY="$(cat run/secret_key)" DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost'
+    " REDIS_URL=redis://127.0.0.1:6379/0"
+)
 COLLECTSTATIC_COMMAND = "python manage.py collectstatic --noinput"
 CERTIFICATE_COMMAND = (
     "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=127.0.0.1"
@@ -42,6 +48,23 @@ WORKER_COMMANDS = {
     ),
 }
 NGINX_COMMAND = "nginx -p . -c deploy/nginx.conf -e stderr -g 'daemon off;'"
+CHECK_DEPLOY_COMMAND = "python manage.py check --deploy"
+# Every command the README shows for this step, for tests/test_readmes.py: the worker lines
+# once per port the README gives them (8001 and 8002).
+README_COMMANDS = (
+    SECRET_KEY_COMMAND,
+    ENVIRONMENT_COMMAND,
+    COLLECTSTATIC_COMMAND,
+    CERTIFICATE_COMMAND,
+    CHECK_DEPLOY_COMMAND,
+    REDIS_COMMAND,
+    *(
+        command.replace("8001", port)
+        for command in WORKER_COMMANDS.values()
+        for port in ("8001", "8002")
+    ),
+    NGINX_COMMAND,
+)
 # What the configuration's `listen` and `upstream` lines look like, so their ports can be replaced.
 LISTEN = re.compile(r"^(\s*listen 127\.0\.0\.1:)(\d+)((?: ssl)?;)$", re.M)
 UPSTREAM_SERVERS = re.compile(
@@ -66,6 +89,26 @@ def site_config(text, port, tls_port, worker_ports):
         raise ValueError("expected one upstream block of `server 127.0.0.1:<port>;` lines")
     return UPSTREAM_SERVERS.sub(
         lambda m: "".join(f"{m[1]}server {HOST}:{p};\n" for p in worker_ports), text
+    )
+
+
+def tls_port_of(port):
+    """`make run STEP=07`'s https port: nginx listens there beside `PORT` (8443 beside 8000)."""
+    return port + 443
+
+
+def free_site_port():
+    """A free port for `make run STEP=07 PORT=...` whose https port is free as well."""
+
+    def port_with_a_free_tls_port():
+        port = free_port()
+        tls_port = tls_port_of(port)
+        return port if tls_port < 65536 and not port_is_taken(tls_port) else None
+
+    return wait_until(
+        port_with_a_free_tls_port,
+        timeout=10,
+        message="a free port whose https port (+443) is free too",
     )
 
 
@@ -124,7 +167,7 @@ class DeployStack:
             )
             worker.name = f"{server} worker {number}"
             self.workers.append(worker)
-        self.nginx = NginxServer(self.directory / RENDERED_CONFIG, self.directory, self.port)
+        self.nginx = NginxServer(NGINX_COMMAND, self.directory, self.port, config=RENDERED_CONFIG)
 
     @property
     def http_url(self):
@@ -210,7 +253,7 @@ def serve_until_interrupted(server, port, directory=None):
     # runserver is make run's default; the site's workers are ASGI servers, daphne unless told.
     server = server if server in WORKER_COMMANDS else "daphne"
     site = DeployStack(
-        directory=directory, port=port, tls_port=port + 443, server=server, say=print_now
+        directory=directory, port=port, tls_port=tls_port_of(port), server=server, say=print_now
     )
     shown = {}
     # Stop everything on SIGTERM as on Ctrl-C.
