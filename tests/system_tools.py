@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tools.nginx_server import nginx_program
+from tools.deploy_stack import missing_programs
 
 # Headless Debian Chromium, as every browser test starts it.
 CHROMIUM_ARGS = [
@@ -32,9 +32,6 @@ def require_tool(name, install_hint):
 
 
 def require_deploy_tools():
-    """What step 07's site runs besides Python: nginx (Debian's is in /usr/sbin, often not on
-    a user's PATH), redis-server, and openssl for its certificate."""
-    if not os.path.exists(nginx_program()):
-        require_tool("nginx", "sudo apt-get install nginx")
-    require_tool("redis-server", "sudo apt-get install redis-server")
-    require_tool("openssl", "sudo apt-get install openssl")
+    """What step 07's site runs besides Python: nginx, redis-server, openssl."""
+    for name, install_hint in missing_programs().items():
+        require_tool(name, install_hint)

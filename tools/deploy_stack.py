@@ -14,13 +14,14 @@ import contextlib
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tools.nginx_server import NginxServer
+from tools.nginx_server import NginxServer, nginx_program
 from tools.redis_server import RedisServer
 from tools.repository import step_directory
 from tools.server_process import HOST, PortTaken, free_port, port_is_taken, python_environment
@@ -90,6 +91,24 @@ def site_config(text, port, tls_port, worker_ports):
     return UPSTREAM_SERVERS.sub(
         lambda m: "".join(f"{m[1]}server {HOST}:{p};\n" for p in worker_ports), text
     )
+
+
+# The programs the site runs besides Python's, with how to install them (Debian, Ubuntu).
+SYSTEM_PROGRAMS = {
+    "nginx": "sudo apt-get install nginx",
+    "redis-server": "sudo apt-get install redis-server",
+    "openssl": "sudo apt-get install openssl",
+}
+
+
+def missing_programs():
+    """{name: install hint} of the SYSTEM_PROGRAMS this machine lacks."""
+    found = {"nginx": Path(nginx_program()).exists() or shutil.which("nginx")}
+    return {
+        name: hint
+        for name, hint in SYSTEM_PROGRAMS.items()
+        if not found.get(name, shutil.which(name))
+    }
 
 
 def tls_port_of(port):
@@ -255,6 +274,11 @@ def serve_until_interrupted(server, port, directory=None):
     site = DeployStack(
         directory=directory, port=port, tls_port=tls_port_of(port), server=server, say=print_now
     )
+    missing = missing_programs()
+    if missing:
+        for name, hint in missing.items():
+            print(f"Error: {name} is not installed; install it with: {hint}", file=sys.stderr)
+        return 2
     shown = {}
     # Stop everything on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
