@@ -6,6 +6,7 @@ which worker took a WebSocket is read from the workers' own access logs.
 """
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -302,7 +303,9 @@ def test_without_redis_a_room_splits_between_the_workers(deploy, site):
     room = new_room()
     on = join_on_each_worker(split, room)
     first, second = split.workers
-    try:
+    with contextlib.ExitStack() as open_sockets:  # each closed at the end, whatever happens
+        for ws in on.values():
+            open_sockets.enter_context(ws)
         say(on[first], "only the first worker's sockets hear this")
         heard_message(on[first], "only the first worker's sockets hear this")
         with pytest.raises(TimeoutError):
@@ -311,9 +314,6 @@ def test_without_redis_a_room_splits_between_the_workers(deploy, site):
         heard_message(on[second], "and this stays on the second")
         with pytest.raises(TimeoutError):
             print("unexpected:", on[first].recv(timeout=3))
-    finally:
-        for ws in on.values():
-            ws.close()
     # Both were stored: only the live delivery split, and a page that joins now sees both.
     assert [text for _, text in stored(split, room)] == [
         "only the first worker's sockets hear this",
