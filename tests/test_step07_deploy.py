@@ -338,6 +338,29 @@ def test_without_the_upgrade_lines_the_handshake_gets_djangos_404(deploy, site):
         heard_message(ws, "upgraded")
 
 
+def test_without_the_upgrade_lines_the_browser_reports_what_users_report(
+    deploy, site, chromium_browser
+):
+    broken = deploy(site.server, edit_config=lambda text: without(UPGRADE_LINES, text))
+    room = new_room()
+    page = chromium_browser.new_page()
+    console = []
+    page.on("console", lambda message: console.append((message.type, message.text)))
+    page.goto(f"{broken.http_url}/chat/{room}/")
+    # Chromium's words, the ones quoted in the README and in the trackers' issues.
+    reported = (
+        f"WebSocket connection to '{broken.ws_url}/ws/chat/{room}/' failed: "
+        "Error during WebSocket handshake: Unexpected response code: 404"
+    )
+    wait_until(
+        lambda: ("error", reported) in console,
+        timeout=TIMEOUT,
+        message=lambda: f"Chromium to log {reported!r}; it logged {console}",
+    )
+    # The page itself only learns that the socket closed (1006), and keeps retrying.
+    wait_for_status(page, re.compile(r"^reconnecting"))
+
+
 def test_over_tls_a_page_logs_in_and_chats_through_wss(site, chromium_browser):
     create_user(site)
     room = new_room()
