@@ -20,7 +20,7 @@ import uuid
 import psutil
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.chat_clients import ChatClient, chat_path, close_all
@@ -41,6 +41,7 @@ UPGRADE_LINES = (
     "            proxy_set_header Upgrade $http_upgrade;\n",
     "            proxy_set_header Connection $connection_upgrade;\n",
 )
+READ_TIMEOUT_LINE = "            proxy_read_timeout 1h;\n"
 FORWARDED_PROTO_LINE = "            proxy_set_header X-Forwarded-Proto $scheme;\n"
 README = step_directory(STEP) / "README.md"
 
@@ -344,21 +345,39 @@ def test_without_the_upgrade_lines_the_browser_reports_what_users_report(
     broken = deploy(site.server, edit_config=lambda text: without(UPGRADE_LINES, text))
     room = new_room()
     page = chromium_browser.new_page()
-    console = []
-    page.on("console", lambda message: console.append((message.type, message.text)))
-    page.goto(f"{broken.http_url}/chat/{room}/")
     # Chromium's words, the ones quoted in the README and in the trackers' issues.
     reported = (
         f"WebSocket connection to '{broken.ws_url}/ws/chat/{room}/' failed: "
         "Error during WebSocket handshake: Unexpected response code: 404"
     )
-    wait_until(
-        lambda: ("error", reported) in console,
-        timeout=TIMEOUT,
-        message=lambda: f"Chromium to log {reported!r}; it logged {console}",
-    )
+    with page.expect_console_message(
+        lambda message: message.text == reported, timeout=TIMEOUT * 1000
+    ) as logged:
+        page.goto(f"{broken.http_url}/chat/{room}/")
+    assert logged.value.type == "error"
     # The page itself only learns that the socket closed (1006), and keeps retrying.
     wait_for_status(page, re.compile(r"^reconnecting"))
+
+
+def test_a_quiet_chat_stays_open_longer_than_nginx_would_keep_it(deploy, site):
+    # nginx's default is 60 s; 2 s shows the same cut without waiting a minute.
+    short = deploy(
+        site.server,
+        edit_config=lambda text: without([READ_TIMEOUT_LINE], text).replace(
+            "location / {\n", "location / {\n            proxy_read_timeout 2s;\n"
+        ),
+    )
+    room = new_room()
+    with join(short, room) as ws:
+        # Nothing comes from the worker (its first ping is 20 s away): nginx drops the socket.
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=15)
+    # With deploy/nginx.conf's hour, the same quiet socket is still open, and works.
+    with join(site, room) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=5)
+        say(ws, "still here")
+        heard_message(ws, "still here")
 
 
 def test_over_tls_a_page_logs_in_and_chats_through_wss(site, chromium_browser):
