@@ -161,6 +161,15 @@ def join_on_each_worker(site, room, tries=8):
     raise AssertionError(f"nginx sent {tries} sockets to {len(found)} worker(s) only")
 
 
+def wait_until_joined(ws):
+    """Returns once the socket's consumer has finished connecting, the room's history sent: a
+    consumer handles frames only after that, so its refusal of an empty frame marks the moment.
+    (A message stored while it still reads the history arrives as history, as it should.)"""
+    ws.send("{}")
+    while "error" not in json.loads(ws.recv(timeout=TIMEOUT)):
+        pass
+
+
 def heard_message(ws, text):
     while True:
         frame = json.loads(ws.recv(timeout=TIMEOUT))
@@ -307,6 +316,7 @@ def test_without_redis_a_room_splits_between_the_workers(deploy, site):
     with contextlib.ExitStack() as open_sockets:  # each closed at the end, whatever happens
         for ws in on.values():
             open_sockets.enter_context(ws)
+            wait_until_joined(ws)
         say(on[first], "only the first worker's sockets hear this")
         heard_message(on[first], "only the first worker's sockets hear this")
         with pytest.raises(TimeoutError):
