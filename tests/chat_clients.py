@@ -29,8 +29,10 @@ from websockets.exceptions import ConnectionClosed
 
 # Open at most this many connections at a time: Twisted (daphne) listens with a backlog of 50.
 CONNECT_BATCH = 25
-# How long a catch-up request may stay unanswered before the client asks again.
-CATCH_UP_RETRY = 1.0
+# How long a catch-up request may stay unanswered before the client asks again for the same
+# gap: 1 s, then twice as long each time, up to 8 s, as step 06's page does.
+CATCH_UP_FIRST_WAIT = 1.0
+CATCH_UP_LONGEST_WAIT = 8.0
 
 
 def chat_path(room):
@@ -78,7 +80,7 @@ class ChatClient:
         self.following = {}  # previous_id -> id, for every message held
         self.contiguous = 0
         self.newest = 0
-        self.requested = None  # (after, when) of the last catch-up request
+        self.requested = None  # (after, when, wait before asking again) of the last request
 
     async def open(self):
         url = self.url + ("?after=0" if self.catch_up else "")
@@ -122,13 +124,14 @@ class ChatClient:
                 break
         if self.newest > self.contiguous:
             now = time.perf_counter()
-            if (
-                self.requested is None
-                or self.requested[0] != self.contiguous
-                or (now - self.requested[1] > CATCH_UP_RETRY)
-            ):
-                self.requested = (self.contiguous, now)
-                await self.send_frame(json.dumps({"after": self.contiguous}))
+            if self.requested is None or self.requested[0] != self.contiguous:
+                wait = CATCH_UP_FIRST_WAIT
+            elif now - self.requested[1] >= self.requested[2]:
+                wait = min(self.requested[2] * 2, CATCH_UP_LONGEST_WAIT)
+            else:
+                return  # the same gap, asked for too recently
+            self.requested = (self.contiguous, now, wait)
+            await self.send_frame(json.dumps({"after": self.contiguous}))
 
     async def send_frame(self, data):
         """Sends any frame (str or bytes) as it is; it counts as one frame sent."""

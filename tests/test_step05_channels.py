@@ -17,7 +17,7 @@ import uuid
 import pytest
 import redis
 import requests
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.chat_clients import room_load
@@ -27,6 +27,7 @@ from tests.system_tools import require_tool
 from tools.redis_server import RedisServer
 from tools.repository import REPO_ROOT
 from tools.step_commands import ASGI_SERVERS, README_COMMANDS, readme_server
+from tools.waiting import wait_until
 
 STEP = REPO_ROOT / "step05_channels"
 README = STEP / "README.md"
@@ -39,7 +40,6 @@ MAX_ECHO_BYTES = 64 * 1024  # the echo's limit, the same as step 04's
 # Daphne (runserver here runs daphne) lets an app close only with 1000 or 3000-4999.
 ECHO_TOO_BIG = {"runserver": 4009, "daphne": 4009, "uvicorn": 1009}
 BAD_ROOM_NAME = 4008
-CHAT_FAILED = 4011
 QUIET = 2  # seconds a socket must stay silent to show that a message did not reach it
 TIMEOUT = 30
 
@@ -53,8 +53,9 @@ def new_room():
     return "room-" + uuid.uuid4().hex[:8]
 
 
-def join(server, room):
-    return connect(f"{server.ws_url}/ws/chat/{room}/", origin=server.http_url, open_timeout=TIMEOUT)
+def join(server, room, open_timeout=TIMEOUT):
+    url = f"{server.ws_url}/ws/chat/{room}/"
+    return connect(url, origin=server.http_url, open_timeout=open_timeout)
 
 
 def say(ws, text):
@@ -401,7 +402,9 @@ def test_with_redis_a_chat_left_idle_past_the_blocking_reads_still_works(redis_s
 # --- faults ---------------------------------------------------------------------------------------
 
 
-def test_redis_outage_closes_chats_with_4011_keeps_http_and_recovers(redis_server):
+def test_redis_outage_drops_the_chat_sockets_unexplained_and_http_keeps_working(redis_server):
+    # Step 05 has no answer of its own for a lost Redis (step 06 adds one): the consumer's
+    # exception reaches the server, which logs it and drops the socket with no reason given.
     room = new_room()
     with daphne_and_uvicorn(redis_server.url) as servers:
         daphne, uvicorn = servers
@@ -409,28 +412,59 @@ def test_redis_outage_closes_chats_with_4011_keeps_http_and_recovers(redis_serve
             say(alice, "before the outage")
             assert heard(bob) == {"message": "before the outage"}
             assert heard(alice) == {"message": "before the outage"}
+            marks = [process.log_mark() for process in servers]
 
             redis_server.stop()
-            # Every connected socket is told, then closed with the stated code.
-            for ws in (alice, bob):
-                error = heard(ws)["error"]
-                assert error == "the chat stopped working (ConnectionError): reconnect to try again"
-                assert closed_with(ws) == CHAT_FAILED
-
-        for process in servers:
+            # Each consumer is waiting on the layer for the room's messages: that wait fails.
+            # Daphne closes with 1011 ("internal error"); Uvicorn drops the TCP connection.
+            assert [closed_with_no_error_frame(ws) for ws in (alice, bob)] == [1011, None]
+        for process, mark, exception_line in zip(
+            servers, marks, SERVER_EXCEPTION_LINE.values(), strict=True
+        ):
+            process.wait_for_log(exception_line, after=mark)
+            assert "ConnectionError" in process.log_after(mark)
             assert process.process.poll() is None  # the servers are still running...
             page = requests.get(process.http_url + f"/chat/{room}/", timeout=TIMEOUT)
             assert page.status_code == 200  # ...and HTTP does not need Redis
-            with join(process, room) as late:  # a socket opened during the outage is told too
-                assert heard(late)["error"].startswith("the chat stopped working")
-                assert closed_with(late) == CHAT_FAILED
-            assert "chat consumer stopped" in process.log_text()
 
         redis_server.restart()  # the same port, empty, as after a crash
-        with join(daphne, room) as alice, join(uvicorn, room) as bob:
-            say(bob, "after the outage")
-            assert heard(alice) == {"message": "after the outage"}
-            assert heard(bob) == {"message": "after the outage"}
+        # Each process's pooled Redis connection died with Redis and fails once when next used,
+        # taking that socket with it (under uvicorn its handshake hangs until the client gives
+        # up); the chat comes back by itself after that.
+        failed_tries = []
+
+        def chat_works_across_both():
+            try:
+                with join(daphne, room, QUIET * 5) as alice, join(uvicorn, room, QUIET * 5) as bob:
+                    say(bob, "after the outage")
+                    return heard(alice) == heard(bob) == {"message": "after the outage"}
+            except (ConnectionClosed, InvalidHandshake, OSError) as error:
+                failed_tries.append(repr(error))
+                return False
+
+        wait_until(
+            chat_works_across_both,
+            timeout=TIMEOUT * 2,
+            interval=0.2,
+            message=lambda: f"the chat after Redis came back; failed tries: {failed_tries}",
+        )
+        assert failed_tries, "no socket failed after Redis came back: the README says some do"
+        print("tries that failed after Redis came back:", failed_tries)
+
+
+# What each server logs when an application raises, as step 03's tests read it too.
+SERVER_EXCEPTION_LINE = {
+    "daphne": "Exception inside application",
+    "uvicorn": "Exception in ASGI application",
+}
+
+
+def closed_with_no_error_frame(ws):
+    """The close code of a socket that ends without a frame telling why (None: no close frame)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        frame = ws.recv(timeout=TIMEOUT)
+        raise AssertionError(f"a frame came before the close: {frame}")
+    return closed.value.rcvd.code if closed.value.rcvd else None
 
 
 def wait_for_members(redis_client, group_key, count):
@@ -524,17 +558,3 @@ def test_browser_echo_page_of_step_03_now_gets_its_echo(server, page):
     events = page.locator("#events")
     events.get_by_text("closed with code 1000").wait_for(timeout=TIMEOUT * 1000)
     assert "received: Hello, ASGI!" in events.inner_text()
-
-
-def test_browser_page_tells_of_a_redis_outage(redis_server, page):
-    with daphne_and_uvicorn(redis_server.url) as (daphne, _):
-        alice = open_room(page, daphne, new_room())
-        redis_server.stop()
-        error = alice.locator("#messages li.error")
-        error.wait_for(timeout=TIMEOUT * 1000)
-        assert error.inner_text() == (
-            "error: the chat stopped working (ConnectionError): reconnect to try again"
-        )
-        alice.locator("#status", has_text="disconnected (code 4011)").wait_for(
-            timeout=TIMEOUT * 1000
-        )

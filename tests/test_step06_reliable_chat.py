@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 import uuid
 
 import pytest
@@ -595,6 +596,54 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
     late = open_page(chromium_browser, uvicorn, room)
     wait_until_shows(late, rows, timeout=TIMEOUT)
     assert no_database_trouble(daphne, uvicorn)
+
+
+def test_a_page_asks_again_for_an_unfilled_gap_ever_more_rarely(
+    serve, migrated_step, chromium_browser
+):
+    # The page comes from a real server; its WebSocket is played by the test (Playwright's
+    # route_web_socket): a room that goes on while the answer to the page's {"after": ...}
+    # never comes, as from a server too busy to answer. The page asks at once, then after
+    # 1 s, 2 s and 4 s, not every second.
+    server = serve(STEP, "uvicorn", env=IN_MEMORY, directory=migrated_step(STEP))
+    asks = []
+    routes = []
+
+    def play_the_server(route):
+        routes.append(route)
+        route.on_message(lambda frame: asks.append((time.monotonic(), json.loads(frame))))
+
+    page = chromium_browser.new_context().new_page()
+    page.route_web_socket(re.compile(r"/ws/chat/"), play_the_server)
+    page.goto(f"{server.http_url}/chat/{new_room()}/")
+    wait_for_status(page, CONNECTED)
+    (route,) = routes
+
+    def frame(number):
+        text = f"m{number}"
+        return json.dumps({"id": number, "previous_id": number - 1, "message": text})
+
+    route.send(frame(2))  # where the page's history starts: it holds 2, with nothing before
+    started = time.monotonic()
+    number = 4  # 3 never comes: a gap after 2
+    while time.monotonic() - started < 10:
+        route.send(frame(number))
+        number += 1
+        page.wait_for_timeout(200)
+    assert [ask for _, ask in asks] == [{"after": 2}] * 4, asks
+    times = [when for when, _ in asks]
+    waits = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    for wait, promised in zip(waits, [1, 2, 4], strict=True):
+        assert wait >= promised * 0.9, waits
+
+    route.send(frame(3))  # the gap filled: every message in id order, no further ask
+    wait_until(
+        lambda: [data_id for data_id, _ in shown(page)] == list(range(2, number)),
+        message=lambda: f"messages 2 to {number - 1} in order, shown: {shown(page)}",
+    )
+    route.send(frame(number))
+    page.wait_for_timeout(500)
+    assert len(asks) == 4, asks
 
 
 def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(

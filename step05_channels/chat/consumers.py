@@ -4,37 +4,19 @@ https://channels.readthedocs.io/en/stable/tutorial/part_3.html
 """
 
 import json
-import logging
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat.rooms import group_name, room_name_problem
 
 MAX_MESSAGE_LENGTH = 2000  # characters in one frame; longer ones are refused unread
-# Close codes: RFC 6455's 1008 ("policy violation") and 1011 ("internal error") moved into
-# 4000-4999, the range every server lets an application send (daphne allows no 1xxx but 1000).
+# Close code: RFC 6455's 1008 ("policy violation") moved into 4000-4999, the range every
+# server lets an application send (daphne allows no 1xxx but 1000).
 BAD_ROOM_NAME = 4008
-CHAT_FAILED = 4011
-
-logger = logging.getLogger(__name__)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     group_name = None
-
-    async def __call__(self, scope, receive, send):
-        # If the consumer fails (most often: the channel layer lost Redis), tell the client
-        # why and close with CHAT_FAILED, instead of leaving the server to drop the socket.
-        try:
-            await super().__call__(scope, receive, send)
-        except Exception as error:
-            logger.exception('chat consumer stopped')
-            reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
-            try:
-                await send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
-                await send({'type': 'websocket.close', 'code': CHAT_FAILED})
-            except Exception:
-                pass  # the client has gone already: nobody is left to tell
 
     async def connect(self):
         room_name = self.scope['url_route']['kwargs']['room_name']
@@ -46,12 +28,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=BAD_ROOM_NAME)
             return
         self.group_name = group_name(room_name)
-        try:
-            # Join first, so that a client who sees its socket open already hears the room.
-            await self.channel_layer.group_add(self.group_name, self.channel_name)
-        finally:
-            # Accept even if joining failed, so that the failure can be told on the socket.
-            await self.accept()
+        # Join first, so that a client who sees its socket open already hears the room.
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
 
     async def disconnect(self, code):
         if self.group_name:

@@ -91,9 +91,6 @@ ASGI_APPLICATION = 'newtest.asgi.application'
 # One process: the in-memory layer is enough. Several processes: set REDIS_URL, so that a
 # room's group lives in Redis and reaches the sockets of every process.
 if os.environ.get('REDIS_URL'):
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     CHANNEL_LAYERS = {
         'default': {
             'BACKEND': 'channels_redis.core.RedisChannelLayer',
@@ -102,8 +99,6 @@ if os.environ.get('REDIS_URL'):
                 # channels-redis waits for messages in blocking reads of 5 seconds; redis-py 8
                 # gives up on any read after 5 seconds unless told otherwise.
                 'socket_timeout': 10,
-                # After Redis restarts, each pooled connection fails once: retry on a fresh one.
-                'retry': Retry(NoBackoff(), 1),
             }]},
         },
     }
