@@ -123,7 +123,8 @@ if os.environ.get('REDIS_URL'):
                     # channels-redis waits for messages in blocking reads of 5 seconds; redis-py 8
                     # gives up on any read after 5 seconds unless told otherwise.
                     'socket_timeout': 10,
-                    # After Redis restarts, each pooled connection fails once: retry on a fresh one.
+                    # Step 06: after Redis restarts, each pooled connection fails once: retry on a
+                    # fresh one, so that the first socket after an outage does not fail.
                     'retry': Retry(NoBackoff(), 1),
                 }],
                 'capacity': 2000,
