@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from tools.deploy_stack import missing_programs
+
 # Headless Debian Chromium, as every browser test starts it.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -27,3 +29,9 @@ def require_tool(name, install_hint):
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_deploy_tools():
+    """What step 07's site runs besides Python: nginx, redis-server, openssl."""
+    for name, install_hint in missing_programs().items():
+        require_tool(name, install_hint)

@@ -15,8 +15,11 @@ import pytest
 import requests
 
 from tests.readme_console import console_commands
+from tests.system_tools import require_deploy_tools
 from tests.test_requirements import locked_versions
-from tools.repository import REPO_ROOT
+from tools.deploy_stack import STEP as DEPLOY_STEP
+from tools.deploy_stack import free_site_port
+from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import free_port
 from tools.step_commands import README_COMMANDS, copy_step
 from tools.tracks import TRACKS
@@ -54,8 +57,11 @@ def test_readme_shows_how_to_serve_step_03_with_daphne():
 
 @pytest.mark.parametrize("command", sorted(set(RUN_COMMANDS)))
 def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
-    port = free_port()
     step = re.search(r"STEP=(\d+)", command).group(1)
+    port = free_port()
+    if step_directory(step).name == DEPLOY_STEP:
+        require_deploy_tools()
+        port = free_site_port()  # nginx listens on PORT and on PORT+443 (https)
     # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
     copy = copy_step(step, tmp_path)
     argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}", f"STEP_COPY={copy}"]

@@ -19,12 +19,14 @@ import argparse
 import difflib
 import json
 import re
+import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from tools.repository import step_directory
+from tools.server_process import python_environment
 from tools.step_commands import README_COMMANDS, copy_step, manage, migrate, step_server
 from tools.tracks import DEFAULT_TRACK, running_track
 from tools.waiting import wait_until
@@ -219,6 +221,28 @@ def manage_run_after_migrate(reader, command):
     return manage(reader.directory, command.removeprefix("python manage.py "), env=env).splitlines()
 
 
+def deploy_checked(reader, command):
+    """Step 07's `check --deploy`, typed in one shell after the lines the README has the reader
+    type before it: the secret key into run/, then the export of the settings' variables."""
+    from tools.deploy_stack import ENVIRONMENT_COMMAND, SECRET_KEY_COMMAND
+
+    script = " && ".join([SECRET_KEY_COMMAND, ENVIRONMENT_COMMAND, command])
+    # The variables come from the README's export only, whatever the caller's environment has.
+    unset = {"DJANGO_SECRET_KEY": "", "DJANGO_ALLOWED_HOSTS": "", "REDIS_URL": ""}
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=reader.directory,
+        env=python_environment(unset),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{script} failed in {reader.directory}:\n{result.stdout}")
+    return result.stdout.splitlines()
+
+
 @dataclass(frozen=True)
 class ShownOutput:
     """The output the README of `step` shows under `$ command`, as `make(reader, command)`
@@ -257,6 +281,7 @@ SHOWN_OUTPUTS = [
         'python manage.py announce lobby "The building closes at six."',
         manage_run_after_migrate,
     ),
+    ShownOutput("step07_deploy", "python manage.py check --deploy", deploy_checked),
 ]
 
 

@@ -29,16 +29,17 @@ class RedisServer(ServerProcess):
         else:
             argv += ["--port", str(port)]
         self.data_directory = tempfile.mkdtemp(prefix="redis-")
-        argv += [
-            "--bind",
-            HOST,
-            "--save",
-            "",  # no snapshots ...
-            "--appendonly",
-            "no",  # ... and no append-only file: nothing outlives the test
-            "--dir",
-            self.data_directory,
-        ]
+        private_and_diskless = {
+            "--bind": HOST,
+            "--save": "",  # no snapshots ...
+            "--appendonly": "no",  # ... and no append-only file: nothing outlives the test
+            "--dir": self.data_directory,
+        }
+        for flag, value in private_and_diskless.items():
+            # A README's line may give some of them already (`--bind 127.0.0.1 --save ""`).
+            if flag in argv[:-1] and argv[argv.index(flag) + 1] == value:
+                continue
+            argv += [flag, value]
         super().__init__(argv, cwd=self.data_directory, port=port, name="redis-server")
 
     @property

@@ -6,6 +6,8 @@ import signal
 import sys
 import time
 
+from tools.deploy_stack import STEP as DEPLOY_STEP
+from tools.deploy_stack import serve_until_interrupted
 from tools.repository import step_directory
 from tools.server_process import PortTaken
 from tools.step_commands import MIGRATE_COMMAND, SERVERS, migrate, step_server
@@ -23,6 +25,9 @@ def main():
     # The tests serve a copy of the step, so that they never write a database into the step.
     parser.add_argument("--directory", help="serve this copy of the step instead")
     args = parser.parse_args()
+    # Step 07 is a whole site: nginx, several workers and a redis-server (tools/deploy_stack.py).
+    if step_directory(args.step).name == DEPLOY_STEP:
+        sys.exit(serve_until_interrupted(args.server, args.port, args.directory))
 
     server = step_server(args.step, args.server, port=args.port, directory=args.directory)
     if README_MIGRATE.search(readme_of(server.cwd)):

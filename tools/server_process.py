@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tools.leftover_processes import note_session
 from tools.tracks import interpreter_bin_directory
 from tools.waiting import wait_until
 
@@ -112,6 +113,8 @@ class ServerProcess:
                 start_new_session=True,
             )
         try:
+            # Found at the end of a test run even if it writes over its environment (nginx).
+            note_session(self.process.pid)
             wait_until(
                 self.is_ready,
                 timeout=ready_timeout,

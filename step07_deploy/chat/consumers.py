@@ -1,0 +1,157 @@
+"""The chat consumer: each socket joins its room's group; a message one socket sends is
+stored first, then sent to the whole group, with its id. A socket that joins gets the room's
+recent history, and any socket may ask for what it missed: {"after": <id>}.
+https://channels.readthedocs.io/en/stable/tutorial/part_3.html
+"""
+
+import json
+import logging
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat.flood_control import BURST, RATE, TokenBucket
+from chat.history import messages_after, recent_messages, store_message
+from chat.rooms import group_name, room_name_problem
+
+MAX_MESSAGE_LENGTH = 2000  # characters in one frame; longer ones are refused unread
+# Close codes: RFC 6455's 1008 ("policy violation") and 1011 ("internal error") moved into
+# 4000-4999, the range every server lets an application send (daphne allows no 1xxx but 1000).
+BAD_ROOM_NAME = 4008
+CHAT_FAILED = 4011
+
+logger = logging.getLogger(__name__)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    group_name = None
+
+    async def __call__(self, scope, receive, send):
+        # If the consumer fails (most often: the channel layer lost Redis), tell the client
+        # why and close with CHAT_FAILED, instead of leaving the server to drop the socket.
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as error:
+            logger.exception('chat consumer stopped')
+            reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
+            try:
+                await send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
+                await send({'type': 'websocket.close', 'code': CHAT_FAILED})
+            except Exception:
+                pass  # the client has gone already: nobody is left to tell
+
+    async def connect(self):
+        self.room_name = self.scope['url_route']['kwargs']['room_name']
+        problem = room_name_problem(self.room_name)
+        if problem:
+            # Accept only to say why, then close: a browser never learns why a handshake failed.
+            await self.accept()
+            await self.send_json({'error': problem})
+            await self.close(code=BAD_ROOM_NAME)
+            return
+        self.frames_received = 0
+        self.flood_control = TokenBucket()
+        self.group_name = group_name(self.room_name)
+        try:
+            # Join first, then read the history: a message stored in between arrives twice
+            # (the page keeps one), but none falls between the two.
+            await self.channel_layer.group_add(self.group_name, self.channel_name)
+        finally:
+            # Accept even if joining failed, so that the failure can be told on the socket.
+            await self.accept()
+        after = after_in_query(self.scope['query_string'])
+        if after is None:
+            history = await database_sync_to_async(recent_messages)(self.room_name)
+        else:
+            history = await database_sync_to_async(messages_after)(self.room_name, after)
+        for message in history:
+            await self.send_json(message)
+
+    async def disconnect(self, code):
+        if self.group_name:
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        self.frames_received += 1  # every frame counts: a refusal names its message by number
+        content, problem = read_frame(text_data)
+        if problem:
+            await self.send_json({'error': problem})
+        elif 'after' in content:
+            missed = await database_sync_to_async(messages_after)(self.room_name, content['after'])
+            for message in missed:
+                await self.send_json(message)
+        elif not self.flood_control.take():
+            await self.send_json({
+                'error': f'too many messages: at most {BURST} at once and {RATE} a second; '
+                         f'message {self.frames_received} was not sent',
+                'refused': {
+                    'message': content['message'],
+                    'ref': content.get('ref'),
+                    'number': self.frames_received,
+                },
+            })
+        else:
+            # Stored before it is sent: whatever happens to the sending, it is not lost.
+            message = await database_sync_to_async(store_message)(
+                self.room_name, content['message'], self.scope['user']
+            )
+            await self.channel_layer.group_send(self.group_name, {
+                'type': 'chat.message',
+                'message': message,
+                'sender': self.channel_name,
+                'ref': content.get('ref'),
+            })
+
+    async def chat_message(self, event):
+        """Handles the group's 'chat.message' events: one per message sent to the room."""
+        message = event['message']
+        if event.get('sender') == self.channel_name and event.get('ref') is not None:
+            message = {**message, 'ref': event['ref']}  # the sender learns which one it was
+        await self.send_json(message)
+
+    async def send_json(self, content):
+        try:
+            await self.send(text_data=json.dumps(content))
+        except OSError:
+            # The client has gone (Uvicorn raises ClientDisconnected, an OSError; Daphne drops
+            # the frame). Carry on: the frames it sent before leaving still get stored, and its
+            # websocket.disconnect, which comes last, takes the socket out of the room.
+            pass
+
+
+def read_frame(text_data):
+    """(content, None) for a chat message {"message": "<text>"} or a catch-up request
+    {"after": <id>}; (None, why) for anything else."""
+    if text_data is None:
+        return None, 'send text frames, not binary ones'
+    if len(text_data) > MAX_MESSAGE_LENGTH:
+        return None, f'message too long: {len(text_data)} characters, at most {MAX_MESSAGE_LENGTH}'
+    try:
+        content = json.loads(text_data)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep, like [[[[...]]]]
+        return None, 'not JSON: send {"message": "<text>"}'
+    if isinstance(content, dict) and 'after' in content:
+        if not is_message_id(content['after']):
+            return None, '"after" takes the id of the last message you have, such as 0'
+        return content, None
+    if not isinstance(content, dict) or not isinstance(content.get('message'), str):
+        return None, 'no "message" text: send {"message": "<text>"}'
+    try:
+        content['message'].encode('utf-8')
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800", which Redis cannot carry
+        return None, 'the message is not valid Unicode text'
+    ref = content.get('ref')
+    if ref is not None and not (isinstance(ref, (str, int)) and len(str(ref)) <= 100):
+        return None, '"ref" is a short string or number of your choice'
+    return content, None
+
+
+def after_in_query(query_string):
+    """The id in ?after=<id> of the socket's URL (a page that reconnects), or None."""
+    values = parse_qs(query_string.decode('latin-1')).get('after', [])
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
+def is_message_id(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

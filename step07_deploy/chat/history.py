@@ -1,0 +1,60 @@
+"""Storing a room's messages and reading them back as the frames the page receives.
+
+These functions are synchronous, like every Django ORM call (before Django 4.1's async
+methods): the consumer calls them through database_sync_to_async, a management command calls
+them directly. https://channels.readthedocs.io/en/stable/topics/databases.html
+"""
+
+from chat.models import Message
+
+HISTORY_LENGTH = 50  # messages a page gets when it joins
+CATCH_UP_LIMIT = 500  # messages in one answer to {"after": <id>}; the page asks again for more
+
+
+def store_message(room, text, user=None):
+    """Stores a message and returns it as a frame. Its `previous_id` is exact even with several
+    server processes: SQLite lets one writer at a time insert, so every lower id is already
+    committed when this insert's own is."""
+    author = user.username if user is not None and user.is_authenticated else ''
+    message = Message.objects.create(room=room, text=text, author=author)
+    return as_frame(message, previous_id(room, message.id))
+
+
+def recent_messages(room):
+    """The room's last HISTORY_LENGTH messages, oldest first."""
+    newest_first = Message.objects.filter(room=room).order_by('-id')[:HISTORY_LENGTH]
+    return as_frames(room, list(reversed(newest_first)))
+
+
+def messages_after(room, after_id):
+    """The room's messages with an id above `after_id`, oldest first, CATCH_UP_LIMIT at most."""
+    newer = Message.objects.filter(room=room, id__gt=after_id).order_by('id')
+    return as_frames(room, list(newer[:CATCH_UP_LIMIT]))
+
+
+def previous_id(room, message_id):
+    """The id of the message stored just before `message_id` in the room, or None."""
+    earlier = Message.objects.filter(room=room, id__lt=message_id).order_by('-id')
+    return earlier.values_list('id', flat=True).first()
+
+
+def as_frames(room, messages):
+    """Frames for consecutive messages of one room: each one's predecessor is the one before
+    it in the list, so only the first one's needs a query."""
+    frames = []
+    previous = previous_id(room, messages[0].id) if messages else None
+    for message in messages:
+        frames.append(as_frame(message, previous))
+        previous = message.id
+    return frames
+
+
+def as_frame(message, previous):
+    return {
+        'id': message.id,
+        'previous_id': previous,
+        'room': message.room,
+        'message': message.text,
+        'author': message.author or None,
+        'time': message.created.isoformat(),
+    }
