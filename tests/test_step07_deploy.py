@@ -475,6 +475,10 @@ def test_a_worker_killed_mid_chat_its_page_reconnects_to_another_and_catches_up(
         worker = worker_that_accepted(stack, marks, path)
         if worker in pages:
             page.context.close()
+            # nginx gives each request to the next worker in turn, and a page may make an even
+            # number of them, so its socket can land on the same worker every time: one more
+            # request through nginx shifts the turn.
+            requests.get(f"{stack.http_url}/chat/{room}/", timeout=TIMEOUT)
         else:
             pages[worker] = page
         if len(pages) == 2:

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import errno
 import os
+import random
 import shlex
 import signal
 import socket
@@ -38,10 +39,29 @@ class PortTaken(RuntimeError):
 
 
 def free_port():
-    """A TCP port on the loopback interface that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    """A TCP port on the loopback interface that no socket is bound to right now, chosen below
+    the kernel's range for outgoing connections: a port from that range (what binding to port
+    0 hands out) can be taken by any client's socket before the server gets to bind it."""
+    lowest_outgoing = outgoing_port_range()[0]
+    candidates = range(max(1024, lowest_outgoing - 12000), lowest_outgoing)
+    for _ in range(200):
+        port = random.choice(candidates)
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))  # no SO_REUSEADDR: any socket on the port refuses it
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {candidates} after 200 tries")
+
+
+def outgoing_port_range():
+    """The ports the kernel picks for outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_is_taken(port, host=HOST):
