@@ -5,8 +5,11 @@ Every server a test talks to is started by one of the fixtures here, through the
 launcher in tools/server_process.py.
 """
 
+import fcntl
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +43,19 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture
+def machine_to_itself():
+    """Holds a lock that every pytest process on this machine shares, for the tests that load
+    it most: make test runs the two tracks side by side, and two such loads at once on two
+    cores starve both (SQLite writers then wait past their timeout)."""
+    with open(Path(tempfile.gettempdir()) / "tutorial-heaviest-load-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

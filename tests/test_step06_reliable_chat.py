@@ -253,7 +253,7 @@ def assert_everyone_has_everything_once(run, rows):
 
 
 def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
-    server, migrated_step
+    machine_to_itself, server, migrated_step
 ):
     room = new_room()
     run_ = run(
@@ -277,7 +277,9 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
     assert no_database_trouble(server)
 
 
-def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(server, migrated_step):
+def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
+    machine_to_itself, server, migrated_step
+):
     room = new_room()
     run_ = run(
         room_load(
@@ -514,7 +516,7 @@ def two_processes(redis_server, migrated_step, serve):
 
 
 def test_two_processes_under_load_pages_show_every_accepted_message_once_in_order(
-    two_processes, migrated_step, chromium_browser
+    machine_to_itself, two_processes, migrated_step, chromium_browser
 ):
     directory = migrated_step(STEP)
     room = new_room()
@@ -551,7 +553,9 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
     rows = wait_until(
         lambda: len(stored(directory, room)) >= expected and stored(directory, room),
         timeout=120,
-        message="every accepted message to be stored",
+        message=lambda: (
+            f"every accepted message to be stored: {len(stored(directory, room))} of {expected}"
+        ),
     )
     assert len(rows) == len(accepted) == expected
     assert {text for _, text in rows} == accepted  # accepted = stored, nothing refused stored
