@@ -3,7 +3,8 @@ messages back to back or at a paced rate, record every frame they receive with i
 time, and close. The step 05 and step 06 tests and benchmarks/room_throughput.py share them.
 
 Everything here is bounded: the number of clients and messages is given, every wait has a
-timeout, and a run ends when every client has what was accepted or when the room goes quiet.
+timeout, and a run ends when every client has what was accepted or when the room goes quiet
+(with until_answered=True, quiet only counts once every sender has heard back about what it sent).
 
     with EventLoopThread() as loop:            # asyncio beside Playwright's sync API
         run = loop.run(room_load([server.ws_url], "lobby", clients=20, messages_each=20))
@@ -288,17 +289,32 @@ class RoomRun:
         accepted = self.accepted_texts()
         return all(accepted <= set(client.texts()) for client in self.clients)
 
+    def unanswered(self):
+        """What senders sent and have heard nothing back about: neither the message itself
+        (their own copy, or a catch-up answer) nor a refusal. Until a sender hears back, the
+        message may still be waiting in the server; a sender that left then would take with
+        it whatever the server had not read yet, so nobody could say it was lost."""
+        missing = set()
+        for client in self.senders:
+            heard = set(client.texts()) | {r["refused"]["message"] for r in client.refusals()}
+            missing |= {s.text for s in client.sent} - heard
+        return missing
 
-async def wait_for_room(run, quiet, timeout):
+
+async def wait_for_room(run, quiet, timeout, until_answered=False):
     """Waits until every client has every accepted message, or no client got a frame for
-    `quiet` seconds, or `timeout` seconds passed: whichever comes first."""
+    `quiet` seconds, or `timeout` seconds passed: whichever comes first. With
+    `until_answered`, a quiet room does not end the wait while a sender has not heard back
+    about a message it sent (see RoomRun.unanswered): a loaded server can go quiet for a
+    while and still answer."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if run.everyone_has_everything():
             return
         last = max((c.received[-1].at for c in run.clients if c.received), default=run.sending_done)
         if time.perf_counter() - max(last, run.sending_done) > quiet:
-            return
+            if not until_answered or not run.unanswered():
+                return
         await asyncio.sleep(0.05)
 
 
@@ -315,11 +331,13 @@ async def room_load(
     timeout=60,
     label="load",
     catch_up=False,
+    until_answered=False,
     clients_open=None,
 ):
     """Opens `clients` clients in `room` (spread over `urls`), lets `senders` of them (all by
     default) send: `messages_each` back to back, or at `rate` per second each for `seconds`;
-    then waits for the room (see wait_for_room) and closes everything. `clients_open` is an
+    then waits for the room (see wait_for_room, which `until_answered` is passed to) and closes
+    everything. `clients_open` is an
     optional coroutine function called with the run once everyone has joined (a test starts
     its readers' checks there). Returns a RoomRun."""
     opened = await open_clients(urls, room, clients, catch_up=catch_up)
@@ -339,7 +357,7 @@ async def room_load(
             ]
         await asyncio.wait_for(asyncio.gather(*sending), timeout)
         run.sending_done = time.perf_counter()
-        await wait_for_room(run, quiet, timeout)
+        await wait_for_room(run, quiet, timeout, until_answered)
         run.finished = time.perf_counter()
     finally:
         await close_all(opened)

@@ -263,6 +263,7 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
             clients=20,
             messages_each=20,
             catch_up=True,
+            until_answered=True,
             label="burst",
             timeout=90,
         ),
@@ -270,6 +271,7 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
     )
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 400
+    assert not run_.unanswered()  # every sender heard back about every message it sent
     assert not run_.refused_texts()  # 20 back to back is within every socket's allowance
     assert sorted(text for _, text in rows) == sorted(run_.accepted_texts())  # accepted = stored
     assert_everyone_has_everything_once(run_, rows)
@@ -289,6 +291,7 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
             rate=10,
             seconds=3,
             catch_up=True,
+            until_answered=True,
             label="paced",
             timeout=90,
         ),
@@ -296,6 +299,7 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
     )
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 50 * 30
+    assert not run_.unanswered()
     assert not run_.refused_texts()  # 10 a second, sustained, is within the allowance
     assert sorted(text for _, text in rows) == sorted(run_.accepted_texts())
     assert_everyone_has_everything_once(run_, rows)
@@ -515,6 +519,26 @@ def two_processes(redis_server, migrated_step, serve):
     )
 
 
+def not_stored_yet(directory, room, expected, accepted, servers):
+    """What a timeout says: how many are stored, which phase the missing ones came from, and
+    what the servers logged at WARNING and above (daphne names an application it killed)."""
+    texts = set(stored_texts(directory, room))
+    missing = sorted(accepted - texts)
+    phases = {}
+    for text in missing:
+        phases[text.split()[0]] = phases.get(text.split()[0], 0) + 1
+    warnings = [
+        line
+        for server in servers
+        for line in server.log_text().splitlines()
+        if any(word in line for word in ("WARNING", "ERROR", "killed", "Traceback"))
+    ]
+    return (
+        f"every accepted message to be stored: {len(texts)} of {expected}; missing by phase "
+        f"{phases}, e.g. {missing[:3]}; server warnings: {warnings[-10:]}"
+    )
+
+
 def test_two_processes_under_load_pages_show_every_accepted_message_once_in_order(
     machine_to_itself, two_processes, migrated_step, chromium_browser
 ):
@@ -530,11 +554,26 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
         flooder = await flood(urls[1], room, FLOOD)
         # ...then a burst: 27 sockets x 20 back to back...
         burst = await room_load(
-            urls, room, clients=27, messages_each=20, catch_up=True, label="burst", timeout=90
+            urls,
+            room,
+            clients=27,
+            messages_each=20,
+            catch_up=True,
+            until_answered=True,
+            label="burst",
+            timeout=90,
         )
         # ...then a paced phase: 47 sockets, 2 messages a second each, for 3 seconds.
         paced = await room_load(
-            urls, room, clients=47, rate=2, seconds=3, catch_up=True, label="paced", timeout=90
+            urls,
+            room,
+            clients=47,
+            rate=2,
+            seconds=3,
+            catch_up=True,
+            until_answered=True,
+            label="paced",
+            timeout=90,
         )
         return burst, flooder, paced
 
@@ -544,6 +583,8 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
     # the consumer stores fewer than 12 a second, the allowance refills as fast as it is spent
     # and nothing is refused. Refusals themselves are proven by the one-process test above.
     refused = assert_one_refusal_per_refused_message(flooder) if flooder.refusals() else set()
+    # Every sender heard back about every message it sent: its own copy, or a refusal.
+    assert not burst.unanswered() and not paced.unanswered()
     assert not burst.refused_texts() and not paced.refused_texts()
     accepted = (
         burst.accepted_texts() | paced.accepted_texts() | ({s.text for s in flooder.sent} - refused)
@@ -553,9 +594,7 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
     rows = wait_until(
         lambda: len(stored(directory, room)) >= expected and stored(directory, room),
         timeout=120,
-        message=lambda: (
-            f"every accepted message to be stored: {len(stored(directory, room))} of {expected}"
-        ),
+        message=lambda: not_stored_yet(directory, room, expected, accepted, two_processes),
     )
     assert len(rows) == len(accepted) == expected
     assert {text for _, text in rows} == accepted  # accepted = stored, nothing refused stored
