@@ -19,10 +19,17 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.chat_clients import ChatClient, EventLoopThread, chat_path, close_all, room_load
+from tests.chat_clients import (
+    ChatClient,
+    EventLoopThread,
+    chat_path,
+    close_all,
+    open_clients,
+    room_load,
+)
 from tests.readme_console import find_command
 from tools.repository import step_directory
-from tools.step_commands import copy_step, manage, migrate
+from tools.step_commands import copy_step, manage, migrate, readme_server
 from tools.waiting import wait_until
 
 STEP = "step06_reliable_chat"
@@ -304,6 +311,71 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
     assert sorted(text for _, text in rows) == sorted(run_.accepted_texts())
     assert_everyone_has_everything_once(run_, rows)
     assert no_database_trouble(server)
+
+
+def test_senders_that_leave_at_once_still_have_everything_they_sent_stored(server, migrated_step):
+    """10 sockets send 30 messages each and close without waiting: the consumers still work
+    through what they had received, though sending each message to a departed client fails
+    (Uvicorn raises ClientDisconnected, Daphne's autobahn raises Disconnected)."""
+    room = new_room()
+
+    async def send_and_leave():
+        clients = await open_clients([server.ws_url], room, 10)
+        try:
+            for number in range(30):  # BURST: none of it is refused
+                for client in clients:
+                    await client.say(f"{client.name} #{number}")
+        finally:
+            await close_all(clients)
+        return clients
+
+    mark = server.log_mark()
+    clients = run(send_and_leave())
+    sent = {s.text for client in clients for s in client.sent}
+    directory = migrated_step(STEP)
+    rows = wait_until(
+        lambda: len(stored(directory, room)) >= 300 and stored(directory, room),
+        timeout=TIMEOUT,
+        message=lambda: f"300 messages stored, not {len(stored(directory, room))}",
+    )
+    assert sorted(text for _, text in rows) == sorted(sent)
+    time.sleep(0.5)  # the consumers' last sends and disconnects come after the last store
+    assert "Traceback" not in server.log_after(mark)
+
+
+# Daphne's --application-close-timeout, shortened from its 10 s so that the backlog below
+# (60 sockets x 30 messages, some seconds of storing) certainly outlasts it.
+SHORT_CLOSE_TIMEOUT_DAPHNE = "daphne --application-close-timeout 1 newtest.asgi:application"
+
+
+def test_daphne_drops_what_a_departed_sender_left_queued_once_its_close_timeout_passes(
+    machine_to_itself, migrated_step
+):
+    """Why the load tests' senders stay until they hear back: Daphne reads every frame as it
+    comes and queues it for the consumer, but once the client has gone it gives the consumer
+    application_close_timeout seconds, then cancels it, and what is still queued is dropped."""
+    directory = migrated_step(STEP)
+    room = new_room()
+    with readme_server(STEP, SHORT_CLOSE_TIMEOUT_DAPHNE, directory=directory) as daphne:
+
+        async def send_all_and_leave():
+            clients = await open_clients([daphne.ws_url], room, 60)
+            try:
+                for number in range(30):  # BURST: none of it is refused
+                    for client in clients:
+                        await client.say(f"{client.name} #{number}")
+            finally:
+                await close_all(clients)  # at once, before hearing back
+            return clients
+
+        clients = run(send_all_and_leave())
+        daphne.wait_for_log("took too long to shut down and was killed", timeout=30)
+        time.sleep(3)  # whatever was not cancelled finishes storing
+        count = len(stored(directory, room))
+        assert 0 < count < 60 * 30, count
+        assert not any(client.refusals() for client in clients)
+        # Nothing failed: the consumers were cancelled, not broken.
+        assert "Traceback" not in daphne.log_text()
 
 
 def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_the_room_goes_on(

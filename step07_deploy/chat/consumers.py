@@ -8,6 +8,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -20,6 +21,11 @@ MAX_MESSAGE_LENGTH = 2000  # characters in one frame; longer ones are refused un
 # 4000-4999, the range every server lets an application send (daphne allows no 1xxx but 1000).
 BAD_ROOM_NAME = 4008
 CHAT_FAILED = 4011
+
+# What sending raises once the client has gone: Uvicorn's ClientDisconnected is an OSError;
+# Daphne's WebSocket library, autobahn (installed with daphne), raises its Disconnected when
+# the client's close frame has come in but the connection is not down yet.
+CLIENT_GONE = (OSError, Disconnected)
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +119,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content):
         try:
             await self.send(text_data=json.dumps(content))
-        except OSError:
-            # The client has gone (Uvicorn raises ClientDisconnected, an OSError; Daphne drops
-            # the frame). Carry on: the frames it sent before leaving still get stored, and its
-            # websocket.disconnect, which comes last, takes the socket out of the room.
+        except CLIENT_GONE:
+            # Carry on (once the connection is down, Daphne drops the frame itself): the frames
+            # the client sent before leaving still get stored, and its websocket.disconnect,
+            # which comes last, takes the socket out of the room.
             pass
 
 

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -14,8 +15,9 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.core.management import call_command
 from django.test import Client
 from redis.exceptions import ConnectionError as RedisConnectionError
+from uvicorn.protocols.utils import ClientDisconnected
 
-from chat.consumers import CHAT_FAILED
+from chat.consumers import CHAT_FAILED, ChatConsumer
 from chat.flood_control import BURST, TokenBucket
 from chat.history import HISTORY_LENGTH, store_message
 from chat.models import Message
@@ -81,6 +83,31 @@ async def test_a_message_is_stored_even_when_sending_it_to_the_room_fails(monkey
     assert (await heard(alice))["error"].startswith("the chat stopped working (ConnectionError)")
     assert await alice.receive_output(TIMEOUT) == {"type": "websocket.close", "code": CHAT_FAILED}
     assert [text for _, text, _ in await stored(room)] == ["kept"]
+
+
+@pytest.mark.parametrize(
+    "client_gone",
+    [ClientDisconnected(), Disconnected("Attempt to send on a closed protocol")],
+    ids=["uvicorn", "daphne"],
+)
+async def test_a_consumer_whose_client_has_gone_stores_what_it_still_has(monkeypatch, client_gone):
+    """What each server raises when the consumer sends to a client that has left: the
+    consumer carries on with the frames that client sent before it left."""
+    room = new_room()
+    alice = await connected(room)
+
+    async def send_fails(self, text_data=None, bytes_data=None, close=False):
+        raise client_gone
+
+    monkeypatch.setattr(ChatConsumer, "send", send_fails)
+    for number in range(3):
+        await say(alice, {"message": f"sent before leaving #{number}"})
+    assert await alice.receive_nothing(1)  # its copies could not go anywhere...
+    assert not alice.future.done()  # ...and the consumer is still there
+    assert [text for _, text, _ in await stored(room)] == [
+        f"sent before leaving #{number}" for number in range(3)
+    ]
+    await alice.disconnect()
 
 
 async def test_a_socket_that_joins_gets_the_recent_history_and_can_ask_for_more():
