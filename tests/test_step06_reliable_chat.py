@@ -761,6 +761,51 @@ def test_a_page_asks_again_for_an_unfilled_gap_ever_more_rarely(
     assert len(asks) == 4, asks
 
 
+def test_a_page_tells_which_of_its_messages_a_lost_connection_left_unanswered(
+    serve, migrated_step, chromium_browser
+):
+    # The page comes from a real server; the test plays its WebSocket: it answers the first
+    # message with the sender's own copy, refuses the second, says nothing to the third, and
+    # then the connection drops. Only the third is reported as not confirmed.
+    server = serve(STEP, "uvicorn", env=IN_MEMORY, directory=migrated_step(STEP))
+    received = []
+    routes = []
+
+    def play_the_server(route):
+        routes.append(route)
+        route.on_message(lambda frame: received.append(json.loads(frame)))
+
+    page = chromium_browser.new_context().new_page()
+    page.route_web_socket(re.compile(r"/ws/chat/"), play_the_server)
+    page.goto(f"{server.http_url}/chat/{new_room()}/")
+    wait_for_status(page, CONNECTED)
+    route = routes[0]
+    for text in ("answered", "refused", "never answered"):
+        send_from(page, text)
+    wait_until(lambda: len(received) == 3, message=lambda: f"3 frames, got {received}")
+    refs = [frame["ref"] for frame in received]
+    assert [frame["message"] for frame in received] == ["answered", "refused", "never answered"]
+    assert len(set(refs)) == 3 and all(refs), refs  # one ref per message sent
+    route.send(json.dumps({"id": 1, "previous_id": None, "message": "answered", "ref": refs[0]}))
+    refusal = {"message": "refused", "ref": refs[1], "number": 2}
+    route.send(json.dumps({"error": "too many messages", "refused": refusal}))
+    wait_until(lambda: len(shown(page)) == 1)
+    route.close(code=1011)
+    wait_for_status(page, re.compile("reconnecting"))
+    errors = page.locator("#messages li.error").all_text_contents()
+    unconfirmed = [text for text in errors if "not confirmed" in text]
+    assert unconfirmed == [
+        'error: not confirmed: "never answered": the connection closed before the server '
+        "answered. If it is not in the room once reconnected, send it again."
+    ], errors
+    wait_for_status(page, CONNECTED)  # the page reconnects...
+    assert len(routes) == 2
+    routes[1].close(code=1011)  # ...and a second drop reports nothing again
+    wait_for_status(page, re.compile("reconnecting"))
+    errors = page.locator("#messages li.error").all_text_contents()
+    assert len([text for text in errors if "not confirmed" in text]) == 1, errors
+
+
 def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
     two_processes, redis_server, migrated_step, chromium_browser
 ):
