@@ -4,7 +4,7 @@ time, and close. The step 05 and step 06 tests and benchmarks/room_throughput.py
 
 Everything here is bounded: the number of clients and messages is given, every wait has a
 timeout, and a run ends when every client has what was accepted or when the room goes quiet
-(with until_answered=True, quiet only counts once every sender has heard back about what it sent).
+(with until_answered=True, quiet counts only once every sender has heard back on what it sent).
 
     with EventLoopThread() as loop:            # asyncio beside Playwright's sync API
         run = loop.run(room_load([server.ws_url], "lobby", clients=20, messages_each=20))
@@ -337,9 +337,8 @@ async def room_load(
     """Opens `clients` clients in `room` (spread over `urls`), lets `senders` of them (all by
     default) send: `messages_each` back to back, or at `rate` per second each for `seconds`;
     then waits for the room (see wait_for_room, which `until_answered` is passed to) and closes
-    everything. `clients_open` is an
-    optional coroutine function called with the run once everyone has joined (a test starts
-    its readers' checks there). Returns a RoomRun."""
+    everything. `clients_open` is an optional coroutine function called with the run once
+    everyone has joined (a test starts its readers' checks there). Returns a RoomRun."""
     opened = await open_clients(urls, room, clients, catch_up=catch_up)
     run = RoomRun(opened, opened[: senders if senders is not None else clients])
     try:
