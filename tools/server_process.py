@@ -11,6 +11,8 @@ ServerProcess, so they all share the same three promises:
 import atexit
 import contextlib
 import errno
+import fcntl
+import json
 import os
 import random
 import shlex
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,20 +41,41 @@ class PortTaken(RuntimeError):
         self.port = port
 
 
+# The ports free_port handed out lately, to any process on this machine: a port is not handed
+# out again for RESERVATION_SECONDS, time enough for whoever got it to bind it. Without it two
+# pytest processes (make test runs the tracks side by side), or two servers of one deploy
+# stack, could be given the same free port, and the second server to start fails to bind.
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "tutorial-port-reservations.json"
+RESERVATION_SECONDS = 120
+
+
 def free_port():
-    """A TCP port on the loopback interface that no socket is bound to right now, chosen below
-    the kernel's range for outgoing connections: a port from that range (what binding to port
-    0 hands out) can be taken by any client's socket before the server gets to bind it."""
+    """A TCP port on the loopback interface that no socket is bound to right now and that no
+    other caller got lately, chosen below the kernel's range for outgoing connections: a port
+    from that range (what binding to port 0 hands out) can be taken by any client's socket
+    before the server gets to bind it."""
     lowest_outgoing = outgoing_port_range()[0]
     candidates = range(max(1024, lowest_outgoing - 12000), lowest_outgoing)
-    for _ in range(200):
-        port = random.choice(candidates)
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))  # no SO_REUSEADDR: any socket on the port refuses it
-            except OSError:
+    with open(PORT_RESERVATIONS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one reader-and-writer of the reservations at a time
+        now = time.time()
+        try:
+            reserved = json.loads(PORT_RESERVATIONS.read_text())
+        except (OSError, ValueError):
+            reserved = {}
+        reserved = {port: at for port, at in reserved.items() if now - at < RESERVATION_SECONDS}
+        for _ in range(200):
+            port = random.choice(candidates)
+            if str(port) in reserved:
                 continue
-        return port
+            with socket.socket() as probe:
+                try:
+                    probe.bind((HOST, port))  # no SO_REUSEADDR: any socket on the port refuses it
+                except OSError:
+                    continue
+            reserved[str(port)] = now
+            PORT_RESERVATIONS.write_text(json.dumps(reserved))
+            return port
     raise RuntimeError(f"no free port in {candidates} after 200 tries")
 
 
