@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -22,7 +23,7 @@ from tools.deploy_stack import free_site_port
 from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import free_port
 from tools.step_commands import README_COMMANDS, copy_step
-from tools.tracks import TRACKS
+from tools.tracks import DEFAULT_TRACK, TRACKS
 from tools.waiting import wait_until
 
 README = REPO_ROOT / "README.md"
@@ -34,6 +35,7 @@ RUN_COMMANDS = [c for c in SHOWN if c.startswith("make run ")]
 TESTED_ELSEWHERE = {
     "make notebooks": "test_notebooks.py",
     "make benchmark": "test_benchmark.py",
+    "make test STEP=06 TRACK=current": "test_run_tests.py",
 }
 
 
@@ -137,13 +139,63 @@ def requests_answer(url):
         return False
 
 
-def test_plain_commands_in_the_readme_are_the_launchers():
+def plain_commands():
+    """The lines of the README's "The plain commands" block, without their comments."""
     block = re.search(
         r"### The plain commands\n.*?\n\n((?:    [^\n]*\n)+)", README.read_text(), re.S
     )
-    shown = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
-    servers = [line for line in shown if not line.startswith(("source ", "cd "))]
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+
+
+def test_plain_commands_in_the_readme_are_the_launchers():
+    servers = [line for line in plain_commands() if not line.startswith(("source ", "cd "))]
     assert sorted(servers) == sorted(README_COMMANDS.values())
+
+
+def test_plain_commands_work_in_the_environment_make_run_creates(track):
+    """A reader who typed only the README's first command (`make run ...`) types the plain
+    commands next: the environment they activate is the one make run made (the README's
+    default track's name stands for the running track's), and in the step directory they
+    `cd` to, python, daphne and uvicorn are that environment's and the project loads."""
+    (activate,) = [line for line in plain_commands() if line.startswith("source ")]
+    (change_directory,) = [line for line in plain_commands() if line.startswith("cd ")]
+    assert activate == f"source .venv/run-{DEFAULT_TRACK}/bin/activate"
+    activate = activate.replace(f"run-{DEFAULT_TRACK}/", f"run-{track}/")
+    # What `make run` makes first (its prerequisite), as on the reader's first command.
+    subprocess.run(
+        ["make", "-s", f".venv/run-{track}/installed", f"TRACK={track}"],
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=600,
+    )
+    programs = sorted({command.split()[0] for command in README_COMMANDS.values()})
+    script = "\n".join(
+        [
+            "set -e",
+            activate,
+            change_directory,
+            f"command -v {' '.join(programs)}",
+            "python manage.py check",
+        ]
+    )
+    # A plain login shell's environment: no variable of this test process's venv.
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    # Each program's directory, resolved: .venv may be a link to another checkout's.
+    bin_directory = (REPO_ROOT / activate.split()[1]).parent.resolve()
+    found = [Path(line) for line in result.stdout.splitlines()[: len(programs)]]
+    assert [path.name for path in found] == programs, result.stdout
+    assert {path.parent.resolve() for path in found} == {bin_directory}, result.stdout
+    assert "System check identified no issues" in result.stdout
 
 
 def test_version_table_matches_the_lock_files():

@@ -1,28 +1,37 @@
-"""`make test`: the whole suite, on every track named on the command line.
+"""`make test`: the whole suite, or one step's tests, on every track named on the command line.
 
-    python -m tools.run_tests django30 current [pytest options]
+    python -m tools.run_tests [--step 06] django30 current [pytest options]
 
 The tracks run side by side. Per track, one pytest process runs everything that talks to
 steps from outside (servers, browsers, READMEs, notebooks), and each directory under
 tests/inprocess/ gets a pytest process of its own, because every step's package is called
-`newtest` and one Python process can import only one of them. Progress is printed as it comes
-(pytest's line of results per test file, and a line per finished pytest process); at
-the end come the full outputs, track by track in a fixed order, the reasons for every skipped
-test, a check that no process started by the run is still alive, and one summary line.
+`newtest` and one Python process can import only one of them. With `--step 06`, only that
+step's tests run: tests/test_step06_*.py in one process, tests/inprocess/step06 in another.
+Progress is printed as it comes (pytest's line of results per test file, and a line per
+finished pytest process); at the end come the full outputs, track by track in a fixed order,
+the reasons for every skipped test, the slowest tests of the whole run and each pytest
+process's time, a check that no process started by the run is still alive, and one summary
+line.
 """
 
+import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
+from tools.durations_plugin import DURATIONS_FILE
 from tools.leftover_processes import start_run, stop_leftovers
-from tools.repository import REPO_ROOT
+from tools.repository import REPO_ROOT, STEP_DIRECTORIES, step_directory
 from tools.tracks import TRACKS, track_python
 
-# -rs: pytest's short summary lists every skip with its reason (which tool to install).
-PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs"]
+# -rs: pytest's short summary lists every skip with its reason (which tool to install);
+# tools/durations_plugin.py writes each test's time for the list of the slowest at the end.
+PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs", "-p", "tools.durations_plugin"]
+SLOWEST_SHOWN = 15
 SKIP_LINE = re.compile(r"^SKIPPED \[\d+\] (.*)$", re.MULTILINE)
 # A line of pytest's progress: `tests/test_links.py ......  [ 12%]`, or without the file name
 # when one file's results need more than one line.
@@ -55,12 +64,30 @@ def ruff_findings():
     return failures, "".join(findings)
 
 
-def pytest_runs(track, extra_args):
-    """(label, argv) of each pytest process of one track, in the order they run."""
+def pytest_runs(track, extra_args, step=None):
+    """(label, argv) of each pytest process of one track, in the order they run: the whole
+    suite, or with `step` ("06") only that step's test files and in-process tests."""
     base = [str(track_python(track)), "-m", "pytest", *PYTEST_OPTIONS, *extra_args]
-    yield "out of process", base + ["tests", "--ignore=tests/inprocess"]
-    for step_tests in sorted((REPO_ROOT / "tests" / "inprocess").glob("step*")):
+    tests = REPO_ROOT / "tests"
+    if step is None:
+        yield "out of process", base + ["tests", "--ignore=tests/inprocess"]
+        in_process = sorted((tests / "inprocess").glob("step*"))
+    else:
+        files = sorted(tests.glob(f"test_step{step}_*.py"))
+        if files:
+            yield "out of process", base + [str(f.relative_to(REPO_ROOT)) for f in files]
+        in_process = [d for d in [tests / "inprocess" / f"step{step}"] if d.is_dir()]
+    for step_tests in in_process:
         yield f"in process, {step_tests.name}", base + [str(step_tests.relative_to(REPO_ROOT))]
+
+
+def step_number(step):
+    """The two digits of a step given as 6 or 06; exits, naming the steps, if there is none."""
+    try:
+        return step_directory(step).name[4:6]
+    except ValueError:
+        numbers = [directory.name[4:6] for directory in STEP_DIRECTORIES]
+        sys.exit(f"STEP={step}: there is no such step; the steps are {', '.join(numbers)}")
 
 
 def follow_progress(lines, report):
@@ -80,29 +107,48 @@ def count(outcome, summary):
     return int(found.group(1)) if found else 0
 
 
+def slowest(durations, shown=SLOWEST_SHOWN):
+    """The lines naming the `shown` slowest of `durations` ({(track, test id): seconds})."""
+    ranked = sorted(durations.items(), key=lambda item: item[1], reverse=True)[:shown]
+    return [f"{seconds:7.1f} s  {track:<9} {test}" for (track, test), seconds in ranked]
+
+
 class TrackRun:
     """One track's pytest processes, run one after the other in a thread of their own."""
 
-    def __init__(self, track, extra_args, started):
+    def __init__(self, track, extra_args, started, step=None):
         self.track = track
         self.extra_args = extra_args
         self.started = started
+        self.step = step
         self.outputs = []
         self.failures = []
         self.skip_reasons = []
         self.totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "deselected": 0}
+        self.durations = {}  # (track, test id): seconds, setup and teardown included
+        self.process_times = []  # (label, seconds, number of tests timed)
 
     def progress(self, text):
         elapsed = time.monotonic() - self.started
         print(f"[{elapsed / 60:4.1f} min] {self.track}, {text}", flush=True)
 
     def run(self):
-        for label, argv in pytest_runs(self.track, self.extra_args):
-            process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            stdout = "".join(follow_progress(process.stdout, self.progress))
-            process.wait()
+        for label, argv in pytest_runs(self.track, self.extra_args, self.step):
+            with tempfile.NamedTemporaryFile(suffix=".json") as durations_file:
+                began = time.monotonic()
+                process = subprocess.Popen(
+                    argv,
+                    cwd=REPO_ROOT,
+                    env={**test_environment(), DURATIONS_FILE: durations_file.name},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                stdout = "".join(follow_progress(process.stdout, self.progress))
+                process.wait()
+                timed = read_durations(durations_file.name)
+            self.durations.update({(self.track, test): s for test, s in timed.items()})
+            self.process_times.append((label, time.monotonic() - began, len(timed)))
             self.outputs.append(f"\n===== track {self.track}: {label} =====\n{stdout}")
             lines = stdout.strip().splitlines()
             summary = lines[-1].strip("= ") if lines else "no output"
@@ -121,9 +167,50 @@ class TrackRun:
                 )
 
 
+def test_environment():
+    """This process's environment without what make passes down to the commands it runs:
+    `make test STEP=06` puts STEP=06 in MAKEFLAGS, and a make that a test starts (`make run
+    STEP=03`, `make -n notebooks`) would take it as its own."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
+def read_durations(path):
+    """{test id: seconds} as tools/durations_plugin.py wrote them (nothing if pytest stopped
+    before its end)."""
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return {}
+
+
+def plural(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def print_times(runs):
+    """The slowest tests of the whole run, then each pytest process's time."""
+    durations = {key: s for run in runs for key, s in run.durations.items()}
+    if durations:
+        print(
+            f"\n===== the {min(SLOWEST_SHOWN, len(durations))} slowest of {len(durations)} "
+            "tests (setup and teardown included: a module's server counts in its first test) ====="
+        )
+        print("\n".join(slowest(durations)))
+    print("\n===== time per pytest process =====")
+    for run in runs:
+        for label, seconds, tests in run.process_times:
+            print(f"{seconds / 60:5.1f} min  {run.track:<9} {label} ({plural(tests, 'test')})")
+
+
 def main():
-    # The leading track names choose the tracks; everything after them goes to pytest.
+    # `--step NN` first, if given; then the track names choose the tracks; everything after
+    # them goes to pytest.
     arguments = sys.argv[1:]
+    step = None
+    if arguments[:1] == ["--step"]:
+        step = step_number(arguments[1])
+        arguments = arguments[2:]
     named = 0
     while named < len(arguments) and arguments[named] in TRACKS:
         named += 1
@@ -132,15 +219,16 @@ def main():
     extra_args = arguments[named:]
     run_id = start_run()
     started = time.monotonic()
+    which = f"step {step}'s tests" if step else "the tests"
     print(
-        f"Running the tests on {', '.join(tracks)} side by side (a few minutes); progress as each "
-        "test file and each pytest process finishes, the full outputs at the end.",
+        f"Running {which} on {', '.join(tracks)} side by side; progress as each test file and "
+        "each pytest process finishes, the full outputs and the slowest tests at the end.",
         flush=True,
     )
     # Lint first: it takes a second, and its findings fail the run after the tests have run.
     lint_failures, lint_findings = ruff_findings()
     # The servers under test take free ports, so the tracks never collide.
-    runs = [TrackRun(track, extra_args, started) for track in tracks]
+    runs = [TrackRun(track, extra_args, started, step) for track in tracks]
     threads = [threading.Thread(target=run.run) for run in runs]
     for thread in threads:
         thread.start()
@@ -156,6 +244,7 @@ def main():
         failures += run.failures
         skip_reasons += run.skip_reasons
     sys.stdout.write(lint_findings)
+    print_times(runs)
 
     leftovers = stop_leftovers(run_id)
     if leftovers:
