@@ -132,6 +132,39 @@ def test_make_run_on_a_port_another_program_serves_says_so_and_fails(track):
     assert "Serving" not in result.stdout
 
 
+def test_make_notebooks_serves_jupyter_on_the_port_given(track):
+    """`make notebooks PORT=...`, as the README offers: Jupyter answers on that port."""
+    port = free_port()
+    # BROWSER=true: Jupyter "opens" its page with `true`, so no browser window pops up.
+    make = subprocess.Popen(
+        ["make", "notebooks", f"TRACK={track}", f"PORT={port}"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BROWSER": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: make.poll() is not None or jupyter_version(f"http://127.0.0.1:{port}"),
+            timeout=120,
+        )
+        assert make.poll() is None, make.stdout.read()
+        assert jupyter_version(f"http://127.0.0.1:{port}")
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)  # Jupyter asks to confirm a Ctrl-C; TERM stops it
+        make.communicate(timeout=30)
+
+
+def jupyter_version(url):
+    """The Jupyter server's version from its /api, or None while nothing answers there."""
+    try:
+        return requests.get(f"{url}/api", timeout=2).json()["version"]
+    except (requests.ConnectionError, ValueError, KeyError):
+        return None
+
+
 def requests_answer(url):
     try:
         return requests.get(url, timeout=2).status_code == 200
