@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.foreign_site import ForeignSite, launch_chromium_resolving_foreign_site
-from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tests.system_tools import require_tool
+from tools.chromium import INSTALL_HINT, close_shared_chromium, shared_chromium
 from tools.leftover_processes import RUN_MARKER, start_run, stop_leftovers
 from tools.redis_server import RedisServer
 from tools.step_commands import ASGI_SERVERS, SERVERS, copy_step, migrate, step_server
@@ -129,44 +129,31 @@ def redis_server():
         yield redis
 
 
-# Per test, not per session: while Playwright's sync API is running it holds an event loop in
-# this thread, and every asyncio.run() in a later test would fail with "running event loop".
-@pytest.fixture
-def chromium_browser():
-    chromium = require_tool("chromium", "sudo apt-get install chromium")
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(scope="session")
+def session_chromium():
+    """The pytest process's one headless Chromium (tools/chromium.py), launched on first use:
+    a test gets a fresh context in it, never a browser of its own. While it runs, Playwright's
+    sync API keeps an event loop in the main thread, so tests run coroutines with
+    tools.chat_driver.run_async (a loop in a thread of its own), never asyncio.run()."""
+    require_tool("chromium", INSTALL_HINT)
+    yield shared_chromium()
+    close_shared_chromium()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+
+@pytest.fixture
+def chromium_browser(session_chromium):
+    """The process's Chromium, for a test that opens its own contexts or pages in it. Every
+    context open at the test's end is closed then, so no page of one test (a chat page that
+    keeps reconnecting to a stopped server) lives on into the next."""
+    yield session_chromium
+    for context in list(session_chromium.contexts):
+        context.close()
 
 
 @pytest.fixture
 def page(chromium_browser):
-    context = chromium_browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def foreign_site():
-    """A page on another site (tests/foreign_site.py): `foreign_site.page_against(ws_url)`."""
-    with ForeignSite() as site:
-        yield site
-
-
-@pytest.fixture
-def foreign_site_page(chromium_browser):
-    """A page in a second Chromium that resolves the foreign site's host name to loopback."""
-    chromium = require_tool("chromium", "sudo apt-get install chromium")
-    browser = launch_chromium_resolving_foreign_site(chromium_browser.browser_type, chromium)
-    page = browser.new_context().new_page()
-    yield page
-    browser.close()
+    """A page in a fresh context (its own cookies and storage) of the process's Chromium."""
+    return chromium_browser.new_context().new_page()
 
 
 # The run started by hand, if any: under `make test` tools/run_tests.py checks the whole run.
@@ -180,6 +167,8 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fails the run if any process a test started (server, browser, redis) is still alive."""
+    # tools/readme_outputs.py may have started the process's Chromium without the fixture.
+    close_shared_chromium()
     if "id" not in OWN_RUN:
         return
     leftovers = stop_leftovers(OWN_RUN["id"])

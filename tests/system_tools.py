@@ -5,19 +5,9 @@ import shutil
 
 import pytest
 
+# Re-exported: step 04's test starts a second Chromium with the same arguments.
+from tools.chromium import CHROMIUM_ARGS as CHROMIUM_ARGS
 from tools.deploy_stack import missing_programs
-
-# Headless Debian Chromium, as every browser test starts it.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # This machine has no network: keep Chromium from trying to reach Google's services.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def require_tool(name, install_hint):

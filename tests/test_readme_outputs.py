@@ -12,7 +12,9 @@ from tools.repository import STEP_DIRECTORIES
 
 @pytest.mark.track("django30")
 @pytest.mark.parametrize("output", SHOWN_OUTPUTS, ids=lambda output: output.name)
-def test_the_readme_shows_what_a_new_run_prints(output):
+def test_the_readme_shows_what_a_new_run_prints(output, request):
+    if output.in_a_browser:  # the process's Chromium, or a skip naming what to install
+        request.getfixturevalue("session_chromium")
     shown, _, _ = shown_block(output.readme.read_text(), output.command)
     made = output.run()
     assert is_fresh(shown, made), (

@@ -21,7 +21,7 @@ from tests.test_requirements import locked_versions
 from tools.deploy_stack import STEP as DEPLOY_STEP
 from tools.deploy_stack import free_site_port
 from tools.repository import REPO_ROOT, step_directory
-from tools.server_process import free_port
+from tools.server_process import READINESS_REQUEST_LINE, free_port
 from tools.step_commands import README_COMMANDS, copy_step
 from tools.tracks import DEFAULT_TRACK, TRACKS
 from tools.waiting import wait_until
@@ -95,6 +95,10 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
             process.kill()
     assert not still_running, f"left running after Ctrl-C: {still_running}"
     assert make.returncode in (0, 2, -signal.SIGINT), "".join(output) + remaining
+    if step_directory(step).name != DEPLOY_STEP:
+        # The launcher's readiness request is not shown as a visitor's; the test's own is.
+        assert not READINESS_REQUEST_LINE.search("".join(output)), "".join(output)
+        assert len(READINESS_REQUEST_LINE.findall(remaining)) == 1, remaining
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=5)
     # A step whose README has the reader run migrate gets it from make run too.

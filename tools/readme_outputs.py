@@ -24,10 +24,23 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
+from tools.chromium import close_shared_chromium, shared_chromium
 from tools.repository import step_directory
-from tools.server_process import python_environment
-from tools.step_commands import README_COMMANDS, copy_step, manage, migrate, step_server
+from tools.server_process import (
+    READINESS_REQUEST_LINE,
+    ServerProcess,
+    free_port,
+    python_environment,
+)
+from tools.step_commands import (
+    README_COMMANDS,
+    command_with_address,
+    copy_step,
+    manage,
+    migrate,
+)
 from tools.tracks import DEFAULT_TRACK, running_track
 from tools.waiting import wait_until
 
@@ -38,6 +51,8 @@ SITE_PACKAGES = re.compile(r'File "[^"]*/lib/python3\.\d+/site-packages/')
 SHOWN_SITE_PACKAGES = 'File "/path/to/venv/lib/python3.11/site-packages/'
 TIMEOUT = 30
 SERVER_OF_COMMAND = {command: server for server, command in README_COMMANDS.items()}
+README_WIDE_PORTS = range(1024, 10_000)  # four digits, as wide as the README_PORT 8000
+IN_A_TERMINAL = Path(__file__).with_name("in_a_terminal.py")
 
 
 class Reader:
@@ -58,27 +73,25 @@ class Reader:
         self._stack.close()
 
     def serve(self, command, migrated=False):
-        """The README's server `command`, started in the copy; its log is the output."""
+        """The README's server `command`, started in the copy as a reader starts it, in a
+        terminal (tools/in_a_terminal.py), on a port as wide as the README's: a page that
+        names its own address (Django's debug 404 page does) is then as long as on 8000, so
+        the sizes logged are the ones the reader sees. Its log is the output."""
         if migrated:
             migrate(self.directory)
-        server = step_server(self.step, SERVER_OF_COMMAND[command], directory=self.directory)
+        port = free_port(candidates=README_WIDE_PORTS)
+        argv = [sys.executable, str(IN_A_TERMINAL), *command_with_address(command, port)]
+        server = ServerProcess(argv, self.directory, port, name=SERVER_OF_COMMAND[command])
         return self._stack.enter_context(server)
 
     @property
     def page(self):
-        """A page in headless Chromium (Playwright), as a reader's browser."""
+        """A page in headless Chromium, as a reader's browser: a fresh context (no cookies,
+        no cache) in the process's one Chromium (tools/chromium.py)."""
         if self._page is None:
-            from playwright.sync_api import sync_playwright
-
-            from tests.system_tools import CHROMIUM_ARGS, require_tool
-
-            chromium = require_tool("chromium", "sudo apt-get install chromium")
-            playwright = self._stack.enter_context(sync_playwright())
-            browser = playwright.chromium.launch(
-                executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-            )
-            self._stack.callback(browser.close)
-            self._page = browser.new_page()
+            context = shared_chromium().new_context()
+            self._stack.callback(context.close)
+            self._page = context.new_page()
         return self._page
 
 
@@ -86,17 +99,9 @@ def server_output(server):
     """The server's log as the reader's terminal shows it: without the one request the
     launcher's readiness check made for / (always the first request logged), on the README's
     port, with the reader's own install path."""
-    lines = server.log_text().splitlines()
-    probe = next(i for i, line in enumerate(lines) if PROBE_REQUEST.search(line))
-    del lines[probe]
-    text = "\n".join(lines)
+    text = READINESS_REQUEST_LINE.sub("", server.log_text(), count=1)
     text = re.sub(rf"\b{server.port}\b", str(README_PORT), text)
     return SITE_PACKAGES.sub(SHOWN_SITE_PACKAGES, text)
-
-
-# The readiness check's request as each server logs it: Django's runserver, daphne, uvicorn
-# (`"GET / HTTP/1.1" 200`, the first also as Channels' runserver logs it).
-PROBE_REQUEST = re.compile(r'"GET / HTTP/1\.1" 200|"GET /" 200|^HTTP GET / 200 ', re.M)
 
 
 def elide(lines, hidden):
@@ -138,7 +143,7 @@ def rocket_page_fetched(reader, command):
     requests.get(server.http_url + "/", timeout=TIMEOUT)
     # Two requests for /: the readiness check's and the reader's (a log line may come late).
     wait_until(
-        lambda: len(PROBE_REQUEST.findall(server.log_text())) == 2,
+        lambda: len(READINESS_REQUEST_LINE.findall(server.log_text())) == 2,
         timeout=TIMEOUT,
         message=lambda: f"the request for / in the log:\n{server.log_text()}",
     )
@@ -260,6 +265,11 @@ class ShownOutput:
     def name(self):
         return f"{self.step[:6]}: {self.command}"
 
+    @property
+    def in_a_browser(self):
+        """Whether the reader's action is done in Chromium (which must then be installed)."""
+        return self.make in (rocket_page_in_a_browser, echo_page_button_pressed)
+
     def run(self):
         with Reader(self.step) as reader:
             return self.make(reader, self.command)
@@ -342,23 +352,33 @@ def main():
     if running_track() != DEFAULT_TRACK:
         sys.exit(f"README outputs come from the {DEFAULT_TRACK} track: run its python")
     stale = []
-    for output in SHOWN_OUTPUTS:
-        if args.only and args.only not in output.name:
-            continue
-        made = output.run()
-        text = output.readme.read_text()
-        shown, _, _ = shown_block(text, output.command)
-        if is_fresh(shown, made):
-            print(f"fresh  {output.name}")
-            continue
-        stale.append(output.name)
-        if args.check:
-            print(f"STALE  {output.name}:\n{difference(shown, made)}")
-        else:
-            output.readme.write_text(with_block(text, output.command, made))
-            print(f"wrote  {output.name}")
+    try:
+        for output in SHOWN_OUTPUTS:
+            if args.only and args.only not in output.name:
+                continue
+            if rewrite_if_stale(output, args.check):
+                stale.append(output.name)
+    finally:
+        close_shared_chromium()
     if args.check and stale:
         sys.exit(1)
+
+
+def rewrite_if_stale(output, check):
+    """Runs the output and compares it with its README block; unless `check`, rewrites a
+    stale block. Returns whether it was stale."""
+    made = output.run()
+    text = output.readme.read_text()
+    shown, _, _ = shown_block(text, output.command)
+    if is_fresh(shown, made):
+        print(f"fresh  {output.name}")
+        return False
+    if check:
+        print(f"STALE  {output.name}:\n{difference(shown, made)}")
+    else:
+        output.readme.write_text(with_block(text, output.command, made))
+        print(f"wrote  {output.name}")
+    return True
 
 
 if __name__ == "__main__":

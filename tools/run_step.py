@@ -9,8 +9,9 @@ import time
 from tools.deploy_stack import STEP as DEPLOY_STEP
 from tools.deploy_stack import serve_until_interrupted
 from tools.repository import step_directory
-from tools.server_process import PortTaken
+from tools.server_process import READINESS_REQUEST_LINE, PortTaken
 from tools.step_commands import MIGRATE_COMMAND, SERVERS, migrate, step_server
+from tools.waiting import wait_until
 
 LOCAL_LINK = re.compile(r"<http://127\.0\.0\.1:8000(/[^>]*)>")
 # A step whose README has the reader type this gets it done by `make run` too.
@@ -40,7 +41,7 @@ def main():
     # Everything from the start on is inside try, so a Ctrl-C at any moment stops the server.
     try:
         server.start()
-        shown = show_new_output(server, shown)
+        shown = show_output_but_the_readiness_request(server)
         page = lesson_page(server.cwd)
         print(f"\nServing {server.cwd.name} with {args.server}: open {server.http_url}{page}")
         print("Press Ctrl-C to stop.", flush=True)
@@ -71,6 +72,18 @@ def lesson_page(directory):
 
 def readme_of(directory):
     return (step_directory(directory.name) / "README.md").read_text()
+
+
+def show_output_but_the_readiness_request(server):
+    """Shows the log so far without the line of the launcher's readiness request: the reader
+    made no request yet, and a `GET /` in the log would read as a visitor's. A server logs it
+    a moment after answering, so it is waited for; returns how much of the log is shown."""
+    try:
+        found = wait_until(lambda: READINESS_REQUEST_LINE.search(server.log_text()), timeout=10)
+    except TimeoutError:  # a server that logs it otherwise: better shown than lost
+        return show_new_output(server, 0)
+    print(server.log_text()[: found.start()], end="", flush=True)
+    return show_new_output(server, found.end())
 
 
 def show_new_output(server, shown):

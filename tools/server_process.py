@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import socket
@@ -41,6 +42,13 @@ class PortTaken(RuntimeError):
         self.port = port
 
 
+# The line each server logs for the launcher's readiness request (ServerProcess.answers, a GET
+# for /): Django's runserver, daphne, uvicorn, and Channels' runserver. A reader never made that
+# request, so what shows a server's log to a reader (make run, the README outputs) leaves it out.
+READINESS_REQUEST_LINE = re.compile(
+    r'^(?:.*"GET / HTTP/1\.1" 200|.*"GET /" 200|HTTP GET / 200 ).*\n?', re.MULTILINE
+)
+
 # The ports free_port handed out lately, to any process on this machine: a port is not handed
 # out again for RESERVATION_SECONDS, time enough for whoever got it to bind it. Without it two
 # pytest processes (make test runs the tracks side by side), or two servers of one deploy
@@ -49,13 +57,13 @@ PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "tutorial-port-reservations.js
 RESERVATION_SECONDS = 120
 
 
-def free_port():
+def free_port(candidates=None):
     """A TCP port on the loopback interface that no socket is bound to right now and that no
     other caller got lately, chosen below the kernel's range for outgoing connections: a port
     from that range (what binding to port 0 hands out) can be taken by any client's socket
-    before the server gets to bind it."""
+    before the server gets to bind it. `candidates` narrows the choice (a range of ports)."""
     lowest_outgoing = outgoing_port_range()[0]
-    candidates = range(max(1024, lowest_outgoing - 12000), lowest_outgoing)
+    candidates = candidates or range(max(1024, lowest_outgoing - 12000), lowest_outgoing)
     with open(PORT_RESERVATIONS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one reader-and-writer of the reservations at a time
         now = time.time()
