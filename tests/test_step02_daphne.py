@@ -15,7 +15,7 @@ import requests
 from tests.readme_console import assert_output_shown, find_command
 from tools.repository import REPO_ROOT
 from tools.server_process import python_environment
-from tools.step_commands import ASGI_SERVERS, README_COMMANDS, copy_step, manage
+from tools.step_commands import ASGI_SERVERS, copy_step, manage
 from tools.waiting import wait_until
 
 STEP = REPO_ROOT / "step02_daphne"
@@ -46,16 +46,6 @@ def test_asgi_server_logs_the_request(asgi_server):
     requests.get(asgi_server.http_url + "/", timeout=10)
     expected = {"daphne": '"GET /" 200', "uvicorn": '"GET / HTTP/1.1" 200 OK'}[asgi_server.name]
     asgi_server.wait_for_log(expected, after=mark)
-
-
-@pytest.mark.track("django30")
-@pytest.mark.parametrize("server_name", ASGI_SERVERS)
-def test_readme_shows_the_servers_output_for_a_browser(serve, page, server_name):
-    (shown,) = find_command(STEP / "README.md", README_COMMANDS[server_name])
-    server = serve(STEP.name, server_name)
-    page.goto(server.http_url + "/")
-    server.wait_for_log(FAVICON_404[server_name])
-    assert_output_shown(shown.output, server.log_text(), server.port)
 
 
 @pytest.mark.parametrize("server_name", ASGI_SERVERS)

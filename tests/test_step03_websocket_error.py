@@ -8,9 +8,8 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.readme_console import assert_output_shown, find_command
 from tools.repository import REPO_ROOT
-from tools.step_commands import README_COMMANDS, copy_step
+from tools.step_commands import copy_step
 
 STEP = REPO_ROOT / "step03_websocket_error"
 DJANGO_ERROR = "Django can only handle ASGI/HTTP connections, not websocket."
@@ -66,27 +65,6 @@ def test_server_logs_djangos_error_at_the_line_of_the_raise(asgi_server):
 def test_server_keeps_serving_http_after_the_failed_handshake(asgi_server):
     handshake_status(asgi_server)
     assert requests.get(asgi_server.http_url + "/", timeout=10).status_code == 200
-
-
-# The last line each server logs for the refused handshake.
-HANDSHAKE_ENDED_LOG = {
-    "daphne": '"WSDISCONNECT /ws/echo/"',
-    "uvicorn": "connection rejected (500 Internal Server Error)",
-}
-
-
-@pytest.mark.track("django30")
-@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
-def test_readme_shows_the_servers_output_for_a_browser_pressing_the_button(
-    serve, page, server_name
-):
-    (shown,) = find_command(STEP / "README.md", README_COMMANDS[server_name])
-    server = serve(STEP.name, server_name)
-    page.goto(server.http_url + "/")
-    page.click("#send")
-    page.locator("#events").get_by_text("closed with code 1006").wait_for(timeout=10_000)
-    server.wait_for_log(HANDSHAKE_ENDED_LOG[server_name])
-    assert_output_shown(shown.output, server.log_text(), server.port)
 
 
 def test_runserver_answers_the_handshake_as_a_plain_get_with_404(serve, tmp_path):

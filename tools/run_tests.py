@@ -139,7 +139,7 @@ class TrackRun:
                 process = subprocess.Popen(
                     argv,
                     cwd=REPO_ROOT,
-                    env={**test_environment(), DURATIONS_FILE: durations_file.name},
+                    env={**environment_for_tests(), DURATIONS_FILE: durations_file.name},
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -167,7 +167,7 @@ class TrackRun:
                 )
 
 
-def test_environment():
+def environment_for_tests():
     """This process's environment without what make passes down to the commands it runs:
     `make test STEP=06` puts STEP=06 in MAKEFLAGS, and a make that a test starts (`make run
     STEP=03`, `make -n notebooks`) would take it as its own."""
