@@ -12,8 +12,10 @@ from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chat.busy_room import DeliveryLag, busy_reason
 from chat.flood_control import BURST, RATE, TokenBucket
-from chat.history import messages_after, recent_messages, store_message
+from chat.history import messages_after, recent_messages
+from chat.message_writer import Waiting, message_writer
 from chat.rooms import group_name, room_name_problem
 
 MAX_MESSAGE_LENGTH = 2000  # characters in one frame; longer ones are refused unread
@@ -40,12 +42,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except Exception as error:
             logger.exception('chat consumer stopped')
-            reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
-            try:
-                await send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
-                await send({'type': 'websocket.close', 'code': CHAT_FAILED})
-            except Exception:
-                pass  # the client has gone already: nobody is left to tell
+            await self.chat_failed(error)
+
+    async def chat_failed(self, error):
+        reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
+        try:
+            await self.base_send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
+            await self.base_send({'type': 'websocket.close', 'code': CHAT_FAILED})
+        except Exception:
+            pass  # the client has gone already: nobody is left to tell
 
     async def connect(self):
         self.room_name = self.scope['url_route']['kwargs']['room_name']
@@ -58,6 +63,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.frames_received = 0
         self.flood_control = TokenBucket()
+        self.writer = message_writer()
+        self.delivery_lag = DeliveryLag()
+        self.own_frames = {}  # message id -> ref, for this socket's messages the writer stored
         self.group_name = group_name(self.room_name)
         try:
             # Join first, then read the history: a message stored in between arrives twice
@@ -88,26 +96,50 @@ class ChatConsumer(AsyncWebsocketConsumer):
             for message in missed:
                 await self.send_json(message)
         elif not self.flood_control.take():
-            await self.send_json({
-                'error': f'too many messages: at most {BURST} at once and {RATE} a second; '
-                         f'message {self.frames_received} was not sent',
-                'refused': {
-                    'message': content['message'],
-                    'ref': content.get('ref'),
-                    'number': self.frames_received,
-                },
-            })
-        else:
-            # Stored before it is sent: whatever happens to the sending, it is not lost.
-            message = await database_sync_to_async(store_message)(
-                self.room_name, content['message'], self.scope['user']
+            await self.refuse(
+                content,
+                f'too many messages: at most {BURST} at once and {RATE} a second; '
+                f'message {self.frames_received} was not sent',
             )
-            await self.channel_layer.group_send(self.group_name, {
-                'type': 'chat.message',
-                'message': message,
-                'sender': self.channel_name,
+        elif busy := busy_reason(self.writer, self.delivery_lag, self.frames_received):
+            await self.refuse(content, busy)
+        else:
+            # Stored before it is sent: the writer stores it, then sends it to the room.
+            author = self.scope['user'].username if self.scope['user'].is_authenticated else ''
+            self.writer.submit(Waiting(
+                self.room_name, content['message'], author, content.get('ref'),
+                self.frames_received, self,
+            ))
+
+    async def refuse(self, content, reason):
+        await self.send_json({
+            'error': reason,
+            'refused': {
+                'message': content['message'],
                 'ref': content.get('ref'),
-            })
+                'number': self.frames_received,
+            },
+        })
+
+    async def not_stored(self, waiting, error):
+        """The writer could not store `waiting`, a message this socket sent."""
+        await self.send_json({
+            'error': f'message {waiting.number} was not stored ({type(error).__name__}): '
+                     'send it again',
+            'refused': {'message': waiting.text, 'ref': waiting.ref, 'number': waiting.number},
+        })
+
+    async def chat_messages(self, event):
+        """Handles the 'chat.messages' events the writer sends: a room's newly stored messages,
+        each frame already encoded, one per line, and their ids. This socket's own messages
+        are encoded again, with the ref it gave them."""
+        self.delivery_lag.observe(event['stored_at'])
+        frames = event['frames'].split('\n')
+        for message_id, text in zip(event['ids'].split(), frames, strict=True):
+            ref = self.own_frames.pop(int(message_id), None) if self.own_frames else None
+            if ref is not None:
+                text = json.dumps({**json.loads(text), 'ref': ref})
+            await self.send_text(text)
 
     async def chat_message(self, event):
         """Handles the group's 'chat.message' events: one per message sent to the room."""
@@ -117,8 +149,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json(message)
 
     async def send_json(self, content):
+        await self.send_text(json.dumps(content))
+
+    async def send_text(self, text):
         try:
-            await self.send(text_data=json.dumps(content))
+            await self.send(text_data=text)
         except CLIENT_GONE:
             # Carry on (once the connection is down, Daphne drops the frame itself): the frames
             # the client sent before leaving still get stored, and its websocket.disconnect,
