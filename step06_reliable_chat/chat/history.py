@@ -11,12 +11,13 @@ HISTORY_LENGTH = 50  # messages a page gets when it joins
 CATCH_UP_LIMIT = 500  # messages in one answer to {"after": <id>}; the page asks again for more
 
 
-def store_message(room, text, user=None):
+def store_message(room, text, user=None, ref=''):
     """Stores a message and returns it as a frame. Its `previous_id` is exact even with several
     server processes: SQLite lets one writer at a time insert, so every lower id is already
-    committed when this insert's own is."""
+    committed when this insert's own is. A `ref` already stored in the room raises IntegrityError
+    (chat/resends.py stores a message once per ref)."""
     author = user.username if user is not None and user.is_authenticated else ''
-    message = Message.objects.create(room=room, text=text, author=author)
+    message = Message.objects.create(room=room, text=text, author=author, ref=ref)
     return as_frame(message, previous_id(room, message.id))
 
 
@@ -30,6 +31,15 @@ def messages_after(room, after_id):
     """The room's messages with an id above `after_id`, oldest first, CATCH_UP_LIMIT at most."""
     newer = Message.objects.filter(room=room, id__gt=after_id).order_by('id')
     return as_frames(room, list(newer[:CATCH_UP_LIMIT]))
+
+
+def history_on_join(room, after_id=None):
+    """What a socket gets when it joins: the recent history (or everything after `after_id`, up
+    to CATCH_UP_LIMIT), and the id of the room's newest message (None for an empty room), which
+    tells a page whether anything is left to ask for."""
+    history = recent_messages(room) if after_id is None else messages_after(room, after_id)
+    newest = Message.objects.filter(room=room).order_by('-id').values_list('id', flat=True)
+    return history, newest.first()
 
 
 def previous_id(room, message_id):
