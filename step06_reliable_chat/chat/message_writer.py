@@ -21,10 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from chat.busy_room import LoopLag
 from chat.history import store_messages
+from chat.models import Message
+from chat.resends import store_once, stored_with_ref
 from chat.rooms import group_name
 
 MAX_BURST = 200  # messages stored in one transaction at most; the rest wait for the next one
@@ -38,8 +40,8 @@ class Waiting:
 
     room: str
     text: str
-    author: str
-    ref: object  # the sender's ref, sent back on the sender's own copy only
+    user: object  # who sent it (scope['user']): the message is stored under their name
+    ref: object  # the sender's id for it, sent back on the sender's own copy only
     number: int  # which frame of its socket it was, for a refusal
     consumer: object  # the sender's consumer, told if the message cannot be stored or sent
     accepted_at: float = field(default_factory=time.monotonic)
@@ -72,8 +74,8 @@ class MessageWriter:
                 burst = [self.waiting.popleft() for _ in range(min(MAX_BURST, len(self.waiting)))]
                 self.storing = burst
                 try:
-                    frames = await loop.run_in_executor(
-                        self.thread, store_here, [(w.room, w.text, w.author) for w in burst]
+                    answers = await loop.run_in_executor(
+                        self.thread, store_here, [(w.room, w.text, w.user, w.ref) for w in burst]
                     )
                 except Exception as error:
                     logger.exception('storing %d messages failed', len(burst))
@@ -82,27 +84,80 @@ class MessageWriter:
                     continue
                 finally:
                     self.storing = []
-                await send_to_rooms(burst, frames)
+                await send_to_rooms(burst, answers)
 
 
-def store_here(messages):
+def store_here(burst):
     """In the writer's thread: its connection stays open from one burst to the next."""
     try:
-        return store_messages(messages)
+        return store_once_each(burst)
     except Exception:
         connection.close()  # the next burst starts on a fresh connection
         raise
 
 
-async def send_to_rooms(burst, frames):
-    """One group event per room for the burst: its frames, encoded, in id order, joined into
-    one string (JSON text holds no raw newline). One string because the in-memory layer
-    deep-copies an event for every socket in the group, item by item, and Redis packs it: a
-    list of a hundred frames costs a hundred times more to copy than one string. Which frames
-    go back to their sender with its ref, the writer tells the sender's consumer itself (it is
-    in this process), so that the event is the same for everyone."""
+def store_once_each(burst):
+    """(frame, True) for each message of the burst, [(room, text, user, ref)], stored now, all in
+    one INSERT; (the stored frame, False) for a resend: a ref the room holds already, or one
+    sent twice in the burst (chat/resends.py's rule, for a burst)."""
+    first_with_ref = {}  # (room, ref) -> index of its first message in the burst
+    to_store = []
+    for index, (room, _, _, ref) in enumerate(burst):
+        key = ref_key(room, ref)
+        if key is None or key not in first_with_ref:
+            to_store.append(index)
+            if key is not None:
+                first_with_ref[key] = index
+    held = already_stored(first_with_ref)
+    to_store = [i for i in to_store if ref_key(burst[i][0], burst[i][3]) not in held]
+    try:
+        frames = to_store and store_messages([
+            (room, text, user, str(ref) if ref_key(room, ref) else '')
+            for room, text, user, ref in (burst[i] for i in to_store)
+        ])
+    except IntegrityError:
+        # Another process stored one of these refs since the look-up: one at a time, then, as
+        # chat/resends.py settles that race.
+        return [store_once(room, text, user, ref) for room, text, user, ref in burst]
+    answers = dict(zip(to_store, ((frame, True) for frame in frames), strict=True))
+    for index, (room, _, _, ref) in enumerate(burst):
+        if index not in answers:
+            key = ref_key(room, ref)
+            frame = held[key] if key in held else answers[first_with_ref[key]][0]
+            answers[index] = (frame, False)
+    return [answers[index] for index in range(len(burst))]
+
+
+def ref_key(room, ref):
+    """What makes a message the same one sent again: its room and ref (None without a ref)."""
+    return None if ref is None or str(ref) == '' else (room, str(ref))
+
+
+def already_stored(keys):
+    """{(room, ref): its stored frame} for those of `keys` the database holds."""
+    refs_by_room = collections.defaultdict(list)
+    for room, ref in keys:
+        refs_by_room[room].append(ref)
+    held = {}
+    for room, refs in refs_by_room.items():
+        for ref in Message.objects.filter(room=room, ref__in=refs).values_list('ref', flat=True):
+            held[(room, ref)] = stored_with_ref(room, ref)
+    return held
+
+
+async def send_to_rooms(burst, answers):
+    """One group event per room for the burst's new messages: their frames, encoded, in id
+    order, joined into one string (JSON text holds no raw newline). One string because the
+    in-memory layer deep-copies an event for every socket in the group, item by item, and Redis
+    packs it: a list of a hundred frames costs a hundred times more to copy than one string.
+    Which frames go back to their sender with its ref, the writer tells the sender's consumer
+    itself (it is in this process), so that the event is the same for everyone. A resend is
+    answered to its sender only."""
     rooms = {}
-    for waiting, frame in zip(burst, frames, strict=True):
+    for waiting, (frame, new) in zip(burst, answers, strict=True):
+        if not new:
+            await waiting.consumer.send_json({**frame, 'ref': waiting.ref})
+            continue
         ids, texts = rooms.setdefault(waiting.room, ([], []))
         if waiting.ref is not None:
             waiting.consumer.own_frames[frame['id']] = waiting.ref
@@ -121,7 +176,6 @@ async def send_to_rooms(burst, frames):
         except Exception as error:
             # Stored but not sent (Redis gone): each sender's consumer stops as it would have
             # if its own group_send had failed; its page reconnects and catches up.
-            logger.exception('sending to room %s failed', room)
             senders = {w.consumer for w in burst if w.room == room}
             await asyncio.gather(*(consumer.chat_failed(error) for consumer in senders))
 
