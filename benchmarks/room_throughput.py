@@ -146,7 +146,10 @@ def measure_rate(server, step, rate, config, label, directory):
     if step == "06":
         texts = stored_texts(directory, room)
         row["stored"] = len(texts)
-        row["lost"] = len(accepted - set(texts))
+        # Lost: a sender heard its own copy back, and the database does not hold it.
+        row["lost"] = len(run.confirmed_texts() - set(texts))
+        # Unanswered when the clients stopped waiting: neither its copy nor a refusal came back.
+        row["unanswered"] = len(run.unanswered())
         row["stored_twice"] = len(texts) - len(set(texts))
         row["refused_but_stored"] = len(run.refused_texts() & set(texts))
     return row
@@ -289,7 +292,8 @@ def describe(row):
         else (f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms")
     )
     stored = (
-        f", {row['stored']} stored, {row['lost']} lost, {row['stored_twice']} stored twice"
+        f", {row['stored']} stored, {row['lost']} lost, {row['stored_twice']} stored twice, "
+        f"{row.get('unanswered', 0)} unanswered"
         if "stored" in row
         else ""
     )
@@ -315,6 +319,8 @@ def cell(row):
         parts.append(f"{format_ms(row['p50_ms'])} / {format_ms(row['p99_ms'])}")
     if row["refused"]:
         parts.append(f"{row['refused'] / row['sent']:.0%} refused")
+    if row.get("unanswered"):
+        parts.append(f"{row['unanswered']} unanswered")
     if row.get("lost") or row.get("stored_twice") or row.get("duplicated"):
         parts.append(
             f"{row.get('lost', 0)} lost, {row.get('stored_twice', 0)} stored twice, "

@@ -2,6 +2,7 @@
 
     python -m benchmarks.step06_message_cost                 # both tracks, results file
     python -m benchmarks.step06_message_cost --tracks django30 --calls 100 --output /tmp/cost.json
+    python -m benchmarks.step06_message_cost --update-readme   # step 06's README, from the file
 
 A busy room's figures (benchmarks/room_throughput.py) say how late messages are; these say why.
 Each part of handling one message is timed call by call, in a process of the track's own Python
@@ -28,13 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.repository import REPO_ROOT
+from tools.repository import REPO_ROOT, step_directory
 from tools.tracks import TRACKS, track_python
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "step06_message_cost.json"
 BURST = 20  # messages stored in one transaction in the burst rows
 RECIPIENTS = 50  # a room of 50: how many times a frame is encoded when each socket encodes it
 CATCH_UP = 500  # messages in one catch-up answer (chat/history.py's CATCH_UP_LIMIT)
+MARKER = "<!-- message-cost: step06 -->"
+END_MARKER = "<!-- /message-cost -->"
 JOURNALS = {
     "rollback journal": ("delete", "full"),  # SQLite's default
     "WAL, synchronous FULL": ("wal", "full"),
@@ -254,28 +257,52 @@ def measure_track(track, calls):
 
 
 def render(results):
+    """The Markdown table step 06's README shows between its message-cost markers."""
     tracks = results["tracks"]
-    names = list(tracks[0]["rows"])
+    measured = results["commit"]
+    tree = "" if measured["clean"] else ", with uncommitted changes"
     lines = [
-        "Per call, median (p90) in ms; 1-minute load average before and after: "
+        f"Measured {results['date']} at commit {measured['commit'][:10]}{tree} by "
+        f"`python -m benchmarks.step06_message_cost` ({results['cores']} cores, shared: "
+        "1-minute load average before and after each track's run: "
         + "; ".join(
-            f"{t['track']} {t['load_average'][0]} and {t['load_average'][1]}" for t in tracks
-        ),
+            f"{t['track']} {t['load_average'][0]:g} and {t['load_average'][1]:g}" for t in tracks
+        )
+        + "). Each cell: milliseconds per call, median (90th percentile).",
         "",
         "| part of one message | " + " | ".join(t["track"] for t in tracks) + " |",
         "|---|" + "---|" * len(tracks),
     ]
-    for name in names:
+    for name in tracks[0]["rows"]:
         cells = []
         for track in tracks:
-            measured = track["rows"].get(name)
-            cells.append(
-                ""
-                if measured is None
-                else f"{measured['median_ms']:.3f} ({measured['p90_ms']:.3f})"
-            )
+            row = track["rows"].get(name)
+            cells.append("" if row is None else f"{row['median_ms']:.3f} ({row['p90_ms']:.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def shown_block(text):
+    """The block step 06's README shows after its message-cost marker (None if none)."""
+    start = text.find(MARKER + "\n")
+    end = text.find(END_MARKER, start)
+    return None if start < 0 or end < 0 else text[start + len(MARKER) + 1 : end]
+
+
+def update_readme(results):
+    readme = step_directory("06") / "README.md"
+    text = readme.read_text()
+    old = shown_block(text)
+    if old is None:
+        if MARKER not in text:
+            raise ValueError(f"step 06's README has no {MARKER} line")
+        new = text.replace(MARKER, f"{MARKER}\n{render(results)}{END_MARKER}", 1)
+    else:
+        new = text.replace(
+            f"{MARKER}\n{old}{END_MARKER}", f"{MARKER}\n{render(results)}{END_MARKER}", 1
+        )
+    readme.write_text(new)
+    return readme
 
 
 def main(argv=None):
@@ -288,13 +315,21 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=300, help="calls timed per row (default 300)")
     parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--report-from", type=Path, metavar="RESULTS_JSON")
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="measure nothing: write the results file's table into step 06's README",
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: one track
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure_here(args.worker)))
         return
-    if args.report_from:
-        print(render(json.loads(args.report_from.read_text())))
+    if args.report_from or args.update_readme:
+        results = json.loads((args.report_from or args.output).read_text())
+        print(render(results))
+        if args.update_readme:
+            print(f"wrote {update_readme(results).relative_to(REPO_ROOT)}")
         return
     from benchmarks.room_throughput import measured_commit
 

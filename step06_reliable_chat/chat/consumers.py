@@ -19,7 +19,6 @@ from chat.busy_room import DeliveryLag, busy_reason
 from chat.flood_control import BURST, RATE, TokenBucket
 from chat.history import history_on_join, messages_after
 from chat.message_writer import Waiting, message_writer
-from chat.resends import stored_with_ref
 from chat.rooms import group_name, room_name_problem
 
 MAX_MESSAGE_LENGTH = 2000  # characters of message text, as typed
@@ -122,15 +121,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def refuse_unless_stored(self, problem, content):
         """Refuses a message, unless it is a resend of one stored already: that one costs the
-        room nothing, and telling its sender "not sent" would be false."""
-        ref = content.get('ref')
-        stored = None
-        if ref is not None:
-            stored = await database_sync_to_async(stored_with_ref)(self.room_name, ref)
-        if stored is not None:
-            await self.send_json({**stored, 'ref': ref})
-        else:
+        room nothing, and telling its sender "not sent" would be false. A message with a ref is
+        looked up by the writer, with the other refs of its burst."""
+        if content.get('ref') is None:
             await self.refuse(problem, content)
+        else:
+            self.writer.submit(Waiting(
+                self.room_name, content['message'], self.scope['user'], content['ref'],
+                self.frames_received, self, refusal=problem,
+            ))
 
     async def refuse(self, problem, content, number=None):
         """Tells the sender that its frame was not taken, naming it by number, and by its text
