@@ -86,11 +86,21 @@ class MessageWriter:
                 except Exception as error:
                     logger.exception('storing %d messages failed', len(burst))
                     for waiting in burst:
-                        await waiting.consumer.not_stored(waiting, error)
+                        await tell(waiting.consumer.not_stored(waiting, error))
                     continue
                 finally:
                     self.storing = []
                 await send_to_rooms(burst, answers)
+
+
+async def tell(answer):
+    """Awaits an answer to one sender. A socket that has closed meanwhile raises (Uvicorn:
+    "Unexpected ASGI message ... after sending 'websocket.close'"): that one answer is lost,
+    and the writer, which every socket of the process needs, carries on."""
+    try:
+        await answer
+    except Exception:
+        logger.exception('could not answer a sender')
 
 
 def store_here(burst):
@@ -172,10 +182,10 @@ async def send_to_rooms(burst, answers):
     for waiting, (frame, new) in zip(burst, answers, strict=True):
         if frame is None:
             content = {'message': waiting.text, 'ref': waiting.ref}
-            await waiting.consumer.refuse(waiting.refusal, content, number=waiting.number)
+            await tell(waiting.consumer.refuse(waiting.refusal, content, number=waiting.number))
             continue
         if not new:
-            await waiting.consumer.send_json({**frame, 'ref': waiting.ref})
+            await tell(waiting.consumer.send_json({**frame, 'ref': waiting.ref}))
             continue
         ids, texts = rooms.setdefault(waiting.room, ([], []))
         if waiting.ref is not None:
@@ -196,7 +206,7 @@ async def send_to_rooms(burst, answers):
             # Stored but not sent (Redis gone): each sender's consumer stops as it would have
             # if its own group_send had failed; its page reconnects and catches up.
             senders = {w.consumer for w in burst if w.room == room}
-            await asyncio.gather(*(consumer.chat_failed(error) for consumer in senders))
+            await asyncio.gather(*(tell(consumer.chat_failed(error)) for consumer in senders))
 
 
 writers = weakref.WeakKeyDictionary()  # event loop -> its writer
