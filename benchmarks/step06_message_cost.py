@@ -160,7 +160,9 @@ def measure_here(calls):
         row(
             f"store_messages of {BURST} (one INSERT), per message, WAL, synchronous NORMAL",
             timed(
-                lambda: history.store_messages([(room, next_text(), "") for _ in range(BURST)]),
+                lambda: history.store_messages(
+                    [(room, next_text(), None, "") for _ in range(BURST)]
+                ),
                 calls // 10 or 1,
             ),
             per=BURST,
