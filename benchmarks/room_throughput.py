@@ -347,7 +347,8 @@ def render_block(summary, step):
     config = summary["config"]
     machine_ = summary["machine"]
     lines = [
-        f"Measured {summary['date']} on {machine_['cpu']} ({machine_['cores']} cores) by "
+        f"Measured {summary['date']}{commit_note(summary)} on {machine_['cpu']} "
+        f"({machine_['cores']} cores) by "
         f"`python -m benchmarks.room_throughput` (configuration `{summary['config_name']}`): "
         f"a room of {config['clients']} clients on one server process, every client sending "
         f"its share of the offered rate for {config['seconds']:g} s and reading everything. "
@@ -375,6 +376,15 @@ def render_block(summary, step):
         cells = [cell(by_rate[rate]) if rate in by_rate else "" for rate in rates]
         lines.append(f"| {track} | {server} | {LAYER_NAMES[layer]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def commit_note(summary):
+    """at commit <sha> (and whether the tree had changes besides), when the results say."""
+    measured = summary.get("measured")
+    if not measured:
+        return ""
+    tree = "" if measured["clean"] else " with uncommitted changes"
+    return f" at commit {measured['commit'][:10]}{tree}"
 
 
 def load_note(summary):
