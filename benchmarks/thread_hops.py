@@ -767,27 +767,60 @@ def tail_of(server, seconds=5.0, slow=0.001):
     }
 
 
-def tail_explanation(tails):
-    lines = []
-    for tail in tails:
-        lines.append(
-            f"**One client, bare ASGI echo under {tail['server']}.** Of {tail['round_trips']:,} "
-            f"round trips "
-            f"(p50 {tail['p50_ms']:.3f} ms, p99 {tail['p99_ms']:.3f} ms), {tail['slow']} "
-            f"({tail['slow'] / tail['round_trips']:.2%}) took over {tail['slow_ms']:.0f} ms. "
-            f"{tail['slow_during_gc']} of them overlapped a garbage collection in the server. "
-            + (
-                f"In {tail['slow_server_idle']} the server sat idle in epoll, waiting for its "
-                f"socket, for at "
-                "least half of the round trip: that time went outside the server's Python (in the "
-                f"client, the "
-                f"kernel or the scheduler)."
-                if tail["waits_logged"]
-                else "Its event loop (uvloop) waits outside Python's selectors, "
-                "so its waits were not logged."
+def tail_table(runs):
+    """One line per track and server: how many of one client's round trips took over 1 ms, and
+    how many of those overlapped a collection in the server or found it idle in epoll."""
+    lines = [
+        "| Track | Server | round trips | p50 ms | p99 ms | over 1 ms | during a GC in the "
+        "server | server idle in epoll for half or more |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for tail in run["echo_tail"]:
+            idle = tail["slow_server_idle"] if tail["waits_logged"] else "not logged"
+            lines.append(
+                f"| {run['track']} | {tail['server']} | {tail['round_trips']:,} | "
+                f"{tail['p50_ms']:.3f} | {tail['p99_ms']:.3f} | {tail['slow']} "
+                f"({tail['slow'] / tail['round_trips']:.2%}) | {tail['slow_during_gc']} | {idle} |"
             )
-        )
-    return "\n\n".join(lines)
+    return "\n".join(lines)
+
+
+LAYERS = {"memory": "in-memory layer", "redis": "Redis layer"}
+
+
+def inprocess_table(runs):
+    """The counts: thread hops and milliseconds per request, message or broadcast in-process."""
+    lines = [
+        "| Track | Work | thread hops | ms in-process | hops to a thread |",
+        "|---|---|---|---|---|",
+    ]
+    for run in runs:
+        track, counts = run["track"], run["counts"]
+        for variant, count in counts.items():
+            label = PAGE_LABELS.get(variant) or ECHO_LABELS[variant]
+            names = ", ".join(f"`{name}`" for name in dict.fromkeys(count["hop_functions"]))
+            lines.append(
+                f"| {track} | {label}, per {'request' if variant in PAGE_LABELS else 'message'}"
+                f" | {count['hops']:g} | {count['inprocess_ms']:.3f} | {names or '–'} |"
+            )
+            if "wsgi_ms" in count:
+                lines.append(f"| {track} | {label} through WSGI | 0 | {count['wsgi_ms']:.3f} | – |")
+        for variant, layers in run["broadcast_counts"].items():
+            for layer, count in layers.items():
+                commands = sum(count["redis_commands"].values())
+                names = ", ".join(f"`{name}`" for name in count["hop_functions"])
+                lines.append(
+                    f"| {track} | step 05 broadcast to {count['clients']}, {LAYERS[layer]}"
+                    + ("" if variant == "echo" else ", without the per-message hop")
+                    + f" | {count['hops']:g} | {count['inprocess_ms']:.3f} (the layer alone "
+                    f"{count['layer_ms']:.3f}"
+                    + (f"; {commands:.0f} Redis commands" if commands else "")
+                    + f") | {names or '–'} |"
+                )
+        hop = counts["page"]["hop_us"]
+        lines.append(f"| {track} | one hop of an empty function | 1 | {hop / 1000:.3f} | – |")
+    return "\n".join(lines)
 
 
 # --- running it --------------------------------------------------------------------------------
@@ -816,7 +849,8 @@ def main():
         serve_with_logs([a for a in server_argv if a != "--"], args.serve_with_logs)
         return
     if args.echo_tail:
-        print(tail_explanation([tail_of(server) for server in ASGI_SERVERS]))
+        tails = [tail_of(server) for server in ASGI_SERVERS]
+        print(tail_table([{"track": installed_versions()["Django"], "echo_tail": tails}]))
         return
 
     if args.count:
@@ -847,11 +881,8 @@ def main():
         runs.append(json.loads(result.stdout))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
-    print(table(runs))
-    print()
-    print(tail_explanation([tail for run in runs for tail in run["echo_tail"]]))
-    print()
-    print("benchmarks/results/results.md explains each ratio from these rows (run_benchmark.py).")
+    for markdown in (table(runs), inprocess_table(runs), tail_table(runs)):
+        print(markdown + "\n")
 
 
 if __name__ == "__main__":
