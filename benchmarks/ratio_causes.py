@@ -203,12 +203,22 @@ def uncovered(summary, limit=LIMIT):
 
 
 def counted(found, chosen):
-    """ "3 explained, 1 inconclusive, 2 unexplained" of the ratios `chosen` picks."""
+    """ "3 explained, 1 inconclusive, 2 unexplained" of the ratios `chosen` picks, and the
+    largest of them in a main table, with its prediction."""
     chosen = [r for r in found if chosen(r)]
-    return ", ".join(
+    text = ", ".join(
         f"{sum(r.verdict == v for r in chosen)} {v}"
         for v in ("explained", "inconclusive", "unexplained")
     )
+    in_tables = [r for r in chosen if r.table != "thread hops"]
+    if in_tables:
+        r = max(in_tables, key=lambda r: r.measured)
+        text += (
+            f"; the largest, {times(r.measured)} ({r.subject} under {r.server}, {r.track}), "
+            + (f"against {times(r.predicted)} predicted" if r.predicted else "with no prediction")
+            + f", is {r.verdict}"
+        )
+    return text
 
 
 def summary_table(found):
@@ -256,7 +266,10 @@ def causes(summary, found):
             f"{milliseconds(count['inprocess_ms'])} ms"
         )
         if without:
-            text += f", {milliseconds(without['inprocess_ms'])} ms without the per-message hop"
+            text += (
+                f", {milliseconds(without['inprocess_ms'])} ms without the per-message hop (an "
+                "experiment, not a recommendation: a consumer that uses the database needs it)"
+            )
         return text
 
     def broadcast(hops):
@@ -277,13 +290,11 @@ def causes(summary, found):
         f"03's page costs {each(page)}. Added to the floor's own time per request, that predicts "
         f"the ratio: {counted(found, lambda r: r.section == 'http')}.",
         f"- **Channels' echo.** In-process, one message through step 05's whole application "
-        f"costs {each(echo)} (the hop taken out is an experiment, not a recommendation: a "
-        "consumer that uses the database needs it). Nothing in the run predicts step 04's router "
-        "or the Redis rows: "
+        f"costs {each(echo)}. Nothing in the run predicts step 04's router or the Redis rows: "
         f"{counted(found, lambda r: r.section == 'echo' and r.column != 'websockets')}.",
         f"- **Broadcast to {clients} clients.** In-process, one chat message through step 05's "
         f"application costs {each(broadcast)}; nothing predicts two server processes. "
-        f"{counted(found, lambda r: r.section == 'broadcast').capitalize()}.",
+        f"Verdicts: {counted(found, lambda r: r.section == 'broadcast')}.",
         "- **The websockets-library column.** It is the application's ratio times the server's "
         "own cost per message, which is the bare ASGI echo against the websockets library ("
         + ", ".join(

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +33,6 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent
-LOAD_GENERATOR = BENCHMARKS / "load_generator.py"
 PAGE_STEP = "step03_websocket_error"
 ECHO_STEP = "step05_channels"
 ASGI_SERVERS = ("daphne", "uvicorn")
@@ -73,36 +71,28 @@ FLOORS = {
     "broadcast": "bare ASGI room (floor)",
 }
 PATHS = {"http": "/", "echo": "/ws/echo/", "broadcast": "/ws/chat/benchmark/"}
-CONFIGS = {
+# What the in-process timings add to benchmarks/measure_track.py's configurations.
+INPROCESS = {
     "full": {
-        "http_connections": 10,
-        "echo_clients": [1, 50],
-        "broadcast_clients": 100,
-        "warmup": 0.5,
-        "duration": 1.0,
-        "repetitions": 3,
-        "warmup_rounds": 3,
-        "rounds": 10,
         "inprocess_requests": 300,
         "inprocess_broadcasts": 30,
         "hop_calls": 3000,
         "tail_seconds": 5.0,
     },
     "tiny": {
-        "http_connections": 2,
-        "echo_clients": [1, 3],
-        "broadcast_clients": 5,
-        "warmup": 0.1,
-        "duration": 0.3,
-        "repetitions": 2,
-        "warmup_rounds": 1,
-        "rounds": 3,
         "inprocess_requests": 20,
         "inprocess_broadcasts": 3,
         "hop_calls": 200,
         "tail_seconds": 1.0,
     },
 }
+
+
+def config_of(name):
+    """measure_track.py's configuration `name` (clients, durations) with INPROCESS's keys."""
+    from benchmarks.measure_track import CONFIGS  # not at import: servers load this module
+
+    return {**CONFIGS[name], **INPROCESS[name]}
 
 
 # --- the applications a server loads (run from the step's own directory) --------------------
@@ -509,30 +499,16 @@ def run_counter(kind, variant, config_name, redis_url=None):
 
 def load(section, url, clients, config):
     """The load generator's medians for one server: `section` is its mode."""
-    if section == "http":
-        options = {"connections": config["http_connections"]}
-    else:
-        options = {"clients": clients}
+    from benchmarks.measure_track import medians, run_load_generator
+
     if section == "broadcast":
-        options.update(rounds=config["rounds"], warmup_rounds=config["warmup_rounds"])
+        options = {"rounds": config["rounds"], "warmup_rounds": config["warmup_rounds"]}
     else:
-        options.update(warmup=config["warmup"], duration=config["duration"])
+        options = {"warmup": config["warmup"], "duration": config["duration"]}
     options["repetitions"] = config["repetitions"]
-    argv = [sys.executable, str(LOAD_GENERATOR), section, url]
-    for name, value in options.items():
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=(config["warmup"] + config["duration"] * config["repetitions"]) * 3 + 60,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
-    repetitions = json.loads(result.stdout)["repetitions"]
-    return {
-        key: statistics.median(r[key] for r in repetitions) for key in ("rate", "p50_ms", "p99_ms")
-    }
+    options["connections" if section == "http" else "clients"] = clients
+    expected = config["warmup"] + config["duration"] * config["repetitions"]
+    return medians(run_load_generator(section, [url], options, expected))
 
 
 def served(server, module_attribute, cwd, config, section, clients):
@@ -555,7 +531,7 @@ def measure_track(track, config_name):
     one-client tail. Returns a dict."""
     from tools.redis_server import RedisServer
 
-    config = CONFIGS[config_name]
+    config = config_of(config_name)
     versions = installed_versions()
     pages, echoes = variants_on(versions)
     counts = {variant: run_counter("page", variant, config_name) for variant in pages}
@@ -831,7 +807,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
-    parser.add_argument("--config", choices=CONFIGS, default="full")
+    parser.add_argument("--config", choices=INPROCESS, default="full")
     parser.add_argument("--json", type=Path, help="also write the counts and rows here")
     parser.add_argument(
         "--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS
@@ -854,7 +830,7 @@ def main():
         return
 
     if args.count:
-        count_in_this_process(*args.count, CONFIGS[args.config])
+        count_in_this_process(*args.count, config_of(args.config))
         return
     if args.measure_track:
         print(json.dumps(measure_track(args.measure_track, args.config)))
