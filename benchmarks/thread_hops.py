@@ -3,8 +3,8 @@ thread and back, on each track, and what removing each cause does to the figures
 server; with what else each costs in-process (Django's WSGI handler for runserver, the channel
 layer and its Redis commands for a broadcast) and where daphne's slow echo round trips go.
 
-    python -m benchmarks.thread_hops                     # both tracks: counts, rows, the tail
-    python -m benchmarks.thread_hops --config tiny       # seconds, to prove the machinery works
+    .venv/current/bin/python -m benchmarks.thread_hops    # this track: counts, rows, the tail
+    .venv/current/bin/python -m benchmarks.thread_hops --echo-tail   # the tail alone
 
 A *hop* is one call of asgiref's `SyncToAsync` (what `sync_to_async` and Channels'
 `database_sync_to_async` return): the function runs in another thread while the coroutine
@@ -36,7 +36,6 @@ REPO_ROOT = BENCHMARKS.parent
 PAGE_STEP = "step03_websocket_error"
 ECHO_STEP = "step05_channels"
 ASGI_SERVERS = ("daphne", "uvicorn")
-TRACKS = ("django30", "current")
 
 # The page variants, by the module attribute a server loads. Django 3.0 has no async views and
 # runs every middleware inside one hop, so the variants run on Django 4.0+ only.
@@ -803,62 +802,34 @@ def inprocess_table(runs):
 
 
 def main():
+    from tools.tracks import running_track
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
     parser.add_argument("--config", choices=INPROCESS, default="full")
-    parser.add_argument("--json", type=Path, help="also write the counts and rows here")
     parser.add_argument(
         "--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS
     )  # worker
-    parser.add_argument("--measure-track", help=argparse.SUPPRESS)  # worker
     parser.add_argument(
         "--echo-tail",
         action="store_true",
-        help="only where daphne's and uvicorn's slow one-client round trips go (this track)",
+        help="only where daphne's and uvicorn's slow one-client round trips go",
     )
     parser.add_argument("--serve-with-logs", help=argparse.SUPPRESS)  # worker: a logged server
     args, server_argv = parser.parse_known_args()
 
     if args.serve_with_logs:
         serve_with_logs([a for a in server_argv if a != "--"], args.serve_with_logs)
-        return
-    if args.echo_tail:
-        tails = [tail_of(server) for server in ASGI_SERVERS]
-        print(tail_table([{"track": installed_versions()["Django"], "echo_tail": tails}]))
-        return
-
-    if args.count:
+    elif args.count:
         count_in_this_process(*args.count, config_of(args.config))
-        return
-    if args.measure_track:
-        print(json.dumps(measure_track(args.measure_track, args.config)))
-        return
-    runs = []
-    for track in args.tracks:
-        python = REPO_ROOT / ".venv" / track / "bin" / "python"
-        print(f"track {track}:", file=sys.stderr, flush=True)
-        result = subprocess.run(
-            [
-                str(python),
-                "-m",
-                "benchmarks.thread_hops",
-                "--measure-track",
-                track,
-                "--config",
-                args.config,
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        )
-        runs.append(json.loads(result.stdout))
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
-    for markdown in (table(runs), inprocess_table(runs), tail_table(runs)):
-        print(markdown + "\n")
+    elif args.echo_tail:
+        tails = [tail_of(server) for server in ASGI_SERVERS]
+        print(tail_table([{"track": running_track(), "echo_tail": tails}]))
+    else:
+        runs = [measure_track(running_track(), args.config)]
+        for markdown in (table(runs), inprocess_table(runs), tail_table(runs)):
+            print(markdown + "\n")
 
 
 if __name__ == "__main__":
