@@ -190,14 +190,14 @@ def test_the_thread_hops_section_has_a_row_per_server_and_variant(tiny_run):
     section = (output / "results.md").read_text().split("### Thread-hops rows", 1)[1]
     section = section.split("\n### ", 1)[0]
     shown = [r for r in table_rows(section) if r[0] == running_track()]
-    assert len(shown) == len(hops["rows"]) and len(shown) >= 6
-    assert {r[2] for r in shown} == {"daphne", "uvicorn"}
-    # Every section, under both servers, with its floor: the page, the echo with 1 and with 3
-    # clients, and the broadcast; the variants that exist on this track each once.
-    pages, consumers = thread_hops.variants_on(hops["versions"])
     config = thread_hops.config_of("tiny")
+    assert len(shown) == len(hops["rows"]) and len(shown) >= 6
+    assert {r[2] for r in shown} == set(config["servers"])
+    # Every section, under the configuration's servers, with its floor: the page, the echo
+    # and the broadcast; the variants that exist on this track each once.
+    pages, consumers = thread_hops.variants_on(hops["versions"])
     expected = []
-    for server in ("daphne", "uvicorn"):
+    for server in config["servers"]:
         expected += [("http", thread_hops.FLOORS["http"], server, config["http_connections"])]
         expected += [
             ("http", thread_hops.PAGE_LABELS[v], server, config["http_connections"]) for v in pages
