@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.provenance import described, provenance
 from tools.chat_driver import room_load, stored_texts
 from tools.repository import REPO_ROOT, step_directory
 from tools.step_commands import copy_step, migrate, step_server
@@ -223,24 +224,11 @@ def machine():
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def measured_commit():
-    """The commit measured, and whether the tree had changes besides (then the figures are of
-    code no commit holds): {"commit": <sha>, "clean": <bool>}."""
-
-    def git(*argv):
-        return subprocess.run(
-            ["git", *argv], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    changes = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "clean": not changes}
-
-
 def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS):
     """Measures each track in a process of its own (that track's Python); returns the summary."""
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    measured = measured_commit()
+    measured = provenance()  # before measuring: the code that runs
     runs = []
     with tempfile.TemporaryDirectory(prefix="room-throughput-") as scratch:
         for track in tracks:
@@ -268,7 +256,7 @@ def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS)
             runs.append(json.loads(into.read_text()))
     return {
         "date": date,  # when the run started
-        "measured": measured,
+        "provenance": measured,
         "machine": machine(),
         "config_name": config_name,
         "config": CONFIGS[config_name],
@@ -380,11 +368,8 @@ def render_block(summary, step):
 
 def commit_note(summary):
     """at commit <sha> (and whether the tree had changes besides), when the results say."""
-    measured = summary.get("measured")
-    if not measured:
-        return ""
-    tree = "" if measured["clean"] else " with uncommitted changes"
-    return f" at commit {measured['commit'][:10]}{tree}"
+    record = summary.get("provenance")
+    return f" at {described(record)}" if record else ""
 
 
 def load_note(summary):

@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.provenance import described, provenance
 from tools.repository import REPO_ROOT, step_directory
 from tools.tracks import TRACKS, track_python
 
@@ -261,10 +262,8 @@ def measure_track(track, calls):
 def render(results):
     """The Markdown table step 06's README shows between its message-cost markers."""
     tracks = results["tracks"]
-    measured = results["commit"]
-    tree = "" if measured["clean"] else ", with uncommitted changes"
     lines = [
-        f"Measured {results['date']} at commit {measured['commit'][:10]}{tree} by "
+        f"Measured {results['date']} at {described(results['provenance'])} by "
         f"`python -m benchmarks.step06_message_cost` ({results['cores']} cores, shared: "
         "1-minute load average before and after each track's run: "
         + "; ".join(
@@ -333,11 +332,9 @@ def main(argv=None):
         if args.update_readme:
             print(f"wrote {update_readme(results).relative_to(REPO_ROOT)}")
         return
-    from benchmarks.room_throughput import measured_commit
-
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": measured_commit(),
+        "provenance": provenance(),  # before measuring: the code that runs
         "cores": os.cpu_count(),
         "tracks": [measure_track(track, args.calls) for track in args.tracks],
     }
