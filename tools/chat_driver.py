@@ -100,6 +100,8 @@ class ChatClient:
     def __init__(self, url, name, origin=None, headers=None, catch_up=False, open_timeout=30):
         self.url = url
         self.name = name
+        # Refs are a message's id in its room: unique to this client, whatever its name.
+        self.ref_prefix = f"{name}-{uuid.uuid4().hex[:8]}"
         self.origin = origin or origin_of(url)
         self.headers = headers
         self.catch_up = catch_up
@@ -172,6 +174,9 @@ class ChatClient:
         """Sends any frame (str or bytes) as it is; it counts as one frame sent."""
         self.frames_sent += 1
         await self.websocket.send(data)
+
+    def new_ref(self, label, number):
+        return f"{self.ref_prefix}-{label}#{number}"
 
     async def say(self, text, ref=None):
         """Sends a chat message {"message": text} (with "ref" when given) and records it."""
@@ -274,7 +279,7 @@ async def close_all(clients):
 async def send_burst(client, count, label):
     """`count` messages back to back, as fast as the socket takes them."""
     for number in range(count):
-        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
 
 
 async def send_paced(client, rate, seconds, label, offset=0.0):
@@ -286,7 +291,7 @@ async def send_paced(client, rate, seconds, label, offset=0.0):
         delay = start + number / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
 
 
 async def send_until_answered(client, count, label, timeout=TIMEOUT):
@@ -294,7 +299,7 @@ async def send_until_answered(client, count, label, timeout=TIMEOUT):
     answered: by its own copy coming back (its ref) or by a refusal naming its ref."""
     first = len(client.sent)
     for number in range(count):
-        await client.say(f"{label} {client.name} #{number}", ref=f"{label}-{client.name}#{number}")
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
     refs = {sent.ref for sent in client.sent[first:]}
 
     def answered(c):
