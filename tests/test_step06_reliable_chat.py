@@ -596,6 +596,23 @@ def two_processes(redis_server, migrated_step, serve):
     )
 
 
+def unanswered_why(run_, servers):
+    """What a timeout says: how many are unanswered, how the senders' sockets ended, and what
+    the servers logged at WARNING and above."""
+    senders = [c for c in run_.senders if {s.text for s in c.sent} & run_.unanswered()]
+    warnings = [
+        line
+        for server in servers
+        for line in server.log_text().splitlines()
+        if any(word in line for word in ("WARNING", "ERROR", "killed", "Traceback", "Error"))
+    ]
+    return (
+        f"{len(run_.unanswered())} unanswered, of {len(senders)} senders; their close codes "
+        f"{[c.close_code for c in senders]}, errors {[c.errors()[:1] for c in senders][:3]}; "
+        f"server warnings: {warnings[-10:]}"
+    )
+
+
 def rows_up_to(rows, texts):
     """The stored rows up to the last one holding one of `texts`."""
     last = max(index for index, (_, text) in enumerate(rows) if text in texts)
@@ -666,7 +683,8 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
     refused = assert_one_refusal_per_refused_message(flooder) if flooder.refusals() else set()
     # Every sender heard back about every message it sent: its own copy, or a refusal, each
     # counted from what came back.
-    assert not burst.unanswered() and not paced.unanswered()
+    for run_ in (burst, paced):
+        assert not run_.unanswered(), unanswered_why(run_, two_processes)
     assert not burst.refused_texts() and not paced.refused_texts()
     assert burst.confirmed_texts() == burst.sent_texts()
     assert paced.confirmed_texts() == paced.sent_texts()
