@@ -18,15 +18,14 @@ def store_once(room, text, user=None, ref=None):
     if ref is None or str(ref) == '':
         return store_message(room, text, user), True
     ref = str(ref)  # 7 and "7" are one ref: the column holds text
-    already = stored_with_ref(room, ref)
-    if already is not None:
-        return already, False
     try:
-        # A savepoint of its own, so that a refused insert leaves any outer transaction usable.
+        # Insert first, look up only when the constraint refuses: a resend is rare, so the
+        # usual message costs no extra query, and two sockets storing one ref at the same
+        # moment cannot both get in. The atomic block (a savepoint inside a transaction)
+        # leaves any outer transaction usable after the refused insert.
         with transaction.atomic():
             return store_message(room, text, user, ref), True
     except IntegrityError:
-        # The same ref stored by another socket in the moment since the look-up above.
         already = stored_with_ref(room, ref)
         if already is None:
             raise  # a different integrity problem: not ours to hide
