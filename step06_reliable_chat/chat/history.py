@@ -16,9 +16,14 @@ def store_message(room, text, user=None, ref=''):
     server processes: SQLite lets one writer at a time insert, so every lower id is already
     committed when this insert's own is. A `ref` already stored in the room raises IntegrityError
     (chat/resends.py stores a message once per ref)."""
-    author = user.username if user is not None and user.is_authenticated else ''
-    message = Message.objects.create(room=room, text=text, author=author, ref=ref)
+    message = insert_message(room, text, user, ref)
     return as_frame(message, previous_id(room, message.id))
+
+
+def insert_message(room, text, user=None, ref=''):
+    """Inserts a message (one INSERT) and returns the Message."""
+    author = user.username if user is not None and user.is_authenticated else ''
+    return Message.objects.create(room=room, text=text, author=author, ref=ref)
 
 
 def recent_messages(room):
