@@ -18,7 +18,7 @@ def store_message(room, text, user=None, ref=''):
     server processes: SQLite lets one writer at a time insert, so every lower id is already
     committed when this insert's own is. A `ref` already stored in the room raises IntegrityError
     (chat/resends.py stores a message once per ref)."""
-    message = Message.objects.create(room=room, text=text, author=author_of(user), ref=ref)
+    message = insert_message(room, text, user, ref)
     return as_frame(message, previous_id(room, message.id))
 
 
@@ -51,6 +51,11 @@ def store_messages(messages):
 def author_of(user):
     """The name a message is stored under: the username, or '' for an anonymous visitor."""
     return user.username if user is not None and user.is_authenticated else ''
+
+
+def insert_message(room, text, user=None, ref=''):
+    """Inserts a message (one INSERT) and returns the Message."""
+    return Message.objects.create(room=room, text=text, author=author_of(user), ref=ref)
 
 
 def recent_messages(room):

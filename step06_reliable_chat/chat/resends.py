@@ -8,7 +8,7 @@ https://docs.djangoproject.com/en/3.0/ref/models/constraints/#uniqueconstraint
 
 from django.db import IntegrityError, transaction
 
-from chat.history import as_frame, previous_id, store_message
+from chat.history import as_frame, insert_message, previous_id, store_message
 from chat.models import Message
 
 
@@ -21,15 +21,16 @@ def store_once(room, text, user=None, ref=None):
     try:
         # Insert first, look up only when the constraint refuses: a resend is rare, so the
         # usual message costs no extra query, and two sockets storing one ref at the same
-        # moment cannot both get in. The atomic block (a savepoint inside a transaction)
-        # leaves any outer transaction usable after the refused insert.
+        # moment cannot both get in. The atomic block around the INSERT alone (a savepoint
+        # inside a transaction) leaves any outer transaction usable after a refused insert.
         with transaction.atomic():
-            return store_message(room, text, user, ref), True
+            message = insert_message(room, text, user, ref)
     except IntegrityError:
         already = stored_with_ref(room, ref)
         if already is None:
             raise  # a different integrity problem: not ours to hide
         return already, False
+    return as_frame(message, previous_id(room, message.id)), True
 
 
 def stored_with_ref(room, ref):
