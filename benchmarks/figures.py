@@ -57,9 +57,3 @@ def milliseconds(value):
     if value < 1:
         return f"{value:.3f}"
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
-def repetition_spread(row, key="p50_ms"):
-    """Largest over smallest repetition: how much this row moved between repetitions."""
-    values = [r[key] for r in row["repetitions"]]
-    return max(values) / min(values)

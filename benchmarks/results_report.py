@@ -1,7 +1,6 @@
-"""Turns one benchmark run into results.md (tables, ratios to the floors, the machine, a
-paragraph on step 04's router from benchmarks/router_explanation.py, and the measured cause of
-every ratio above 1.5× from benchmarks/ratio_causes.py), results.json and
-benchmark.png, and copies the tables and chart into benchmarks/README.md between its results
+"""Turns one benchmark run into results.md (the conditions and the code measured, the tables,
+benchmarks/ratio_causes.py's verdicts, an appendix of the figures behind them), results.json and
+benchmark.png, and puts the chart and a pointer into benchmarks/README.md between its results
 markers. The rows are read through benchmarks/figures.py.
 """
 
@@ -30,7 +29,7 @@ from benchmarks.figures import (  # noqa: E402
     time_per_message_ratio,
     times,
 )
-from benchmarks.router_explanation import router_paragraph  # noqa: E402
+from benchmarks.provenance import described  # noqa: E402
 
 README_START = "<!-- results start: written by run_benchmark.py, do not edit by hand -->"
 README_END = "<!-- results end -->"
@@ -144,39 +143,42 @@ def broadcast_table(rows):
     )
 
 
-def markdown(summary):
-    rows = all_rows(summary)
-    machine = summary["machine"]
-    config = summary["config"]
-    lines = [
+def conditions(summary):
+    """Where, when, on which code and how long: the line above the tables."""
+    machine, config = summary["machine"], summary["config"]
+    return (
         f"Measured {summary['date']} on {machine['cpu']}, {machine['cores']} cores, "
         f"{machine['os']}, Python {machine['python']}, in {summary['seconds'] / 60:.1f} minutes "
         f"(configuration `{summary['config_name']}`: {config['warmup']} s warm-up, then "
-        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown)."
-        + room_throughput.load_note(summary),
+        f"{config['repetitions']} repetitions of {config['duration']} s, medians shown), "
+        f"{described(summary.get('provenance'))}." + room_throughput.load_note(summary)
+    )
+
+
+def markdown(summary):
+    """results.md's body: conditions, tables, verdicts and causes, chat rooms, then the appendix."""
+    rows = all_rows(summary)
+    config = summary["config"]
+    lines = [
+        conditions(summary),
         "",
         table(
             ["Track", *summary["tracks"][0]["versions"].keys()],
             [[run["track"], *run["versions"].values()] for run in summary["tracks"]],
         ),
         "",
-        "Ratios are this row ÷ its floor, measured in the same run: p50 is how many times the "
-        "floor's median latency, time per request or message is the floor's rate ÷ this "
-        "rate. 1.00× is as fast as the floor; 2.00× takes twice as long.",
-        "",
-        "### Step 04's router against the bare ASGI echo",
+        "Each ratio is this row against its floor, measured in the same run: p50 ÷ the floor's "
+        "p50, then time per request or message (the floor's rate ÷ this rate). 1.00× is as "
+        "fast as the floor; 2.00× takes twice as long.",
         "",
     ]
-    for run in summary["tracks"]:
-        lines += [f"**{run['track']} track.** " + router_paragraph(rows, run["track"]), ""]
     if any(r["section"] == "http" for r in rows):
         lines += [
             f"### HTTP: one page, {config['http_connections']} requests at a time, "
             "each on a new connection",
             "",
-            "The floor is the same server with a bare application that returns a fixed page: "
-            "the bare ASGI app for daphne and uvicorn, runserver's own threaded WSGIServer "
-            "with a bare WSGI app for runserver. The gap is what Django costs per request.",
+            "Floor: the same server with a bare page (runserver's own WSGIServer with a bare "
+            "WSGI app for runserver).",
             "",
             http_table(rows),
             "",
@@ -193,25 +195,12 @@ def markdown(summary):
             f"### Broadcast: one chat message to all {config['broadcast_clients']} "
             "clients of a room",
             "",
-            "Time from client 0 sending a message until every client in the room, the sender "
-            "included, has received it. With two server processes the clients are split "
-            "between them; only a Redis layer can carry a message across, so the in-memory "
-            "layer is measured with one process. The floor is the bare ASGI room (a set of "
-            "sockets in one process) under the same server. With "
-            f"{config['rounds']} rounds per repetition, p99 is the slowest round of a "
-            "repetition; deliveries/s is clients × rounds ÷ the rounds' total time.",
+            "Time until every client, the sender included, has the message; with two processes "
+            "the clients are split between them and Redis carries the message across. Floor: a "
+            f"bare ASGI room under the same server. p99 is the slowest of {config['rounds']} "
+            "rounds; deliveries/s is clients × rounds ÷ their total time.",
             "",
             broadcast_table(rows),
-            "",
-        ]
-    hops = [run["thread_hops"] for run in summary["tracks"] if "thread_hops" in run]
-    if hops:
-        lines += [
-            "### Thread hops: what each cause costs",
-            "",
-            "Measured by benchmarks/thread_hops.py (notebooks/06 explains the counts).",
-            "",
-            thread_hops.table(hops),
             "",
         ]
     causes = ratio_causes.section(summary)
@@ -222,7 +211,55 @@ def markdown(summary):
         lines += ["### Chat room throughput: steps 05 and 06", ""]
         for step in sorted({row["step"] for row in room_throughput.all_rows(rooms)}):
             lines += [f"**Step {step}.** " + room_throughput.render_block(rooms, step), ""]
+    lines += appendix(summary)
     return "\n".join(lines)
+
+
+def appendix(summary):
+    """The figures the verdicts are read from: every ratio with its verdict, the thread-hops
+    rows, the in-process timings and one client's slow round trips."""
+    verdicts = ratio_causes.appendix(summary)
+    hops = [run["thread_hops"] for run in summary["tracks"] if "thread_hops" in run]
+    if not verdicts and not hops:
+        return []
+    lines = ["## Appendix", ""]
+    if verdicts:
+        lines += [verdicts]
+    if hops:
+        lines += [
+            "### Thread-hops rows: each cause taken out, under the same servers",
+            "",
+            "Measured by benchmarks/thread_hops.py after the tables above (notebooks/06 "
+            "explains the counts); the step 03 page and step 05 in-memory rows measure the "
+            "tables' rows a second time.",
+            "",
+            thread_hops.table(hops),
+            "",
+            "### In-process: the same work with no server and no socket",
+            "",
+            thread_hops.inprocess_table(hops),
+            "",
+            "### One client's slow round trips against the bare ASGI echo",
+            "",
+            "Every round trip timed, with the server's garbage collections and its waits in "
+            "epoll logged (`python -m benchmarks.thread_hops --echo-tail`); uvloop waits "
+            "outside Python's selectors, so uvicorn's waits are not logged.",
+            "",
+            thread_hops.tail_table(hops),
+            "",
+        ]
+    return lines
+
+
+def readme_block(summary):
+    """What benchmarks/README.md shows of a run: the chart, its conditions and a pointer."""
+    return (
+        "![benchmark chart](results/benchmark.png)\n\n"
+        + conditions(summary)
+        + "\n\nThe tables, which ratios above "
+        f"{ratio_causes.LIMIT}× the run explains and what they are made of: "
+        "[results/results.md](results/results.md).\n"
+    )
 
 
 # --- the chart ------------------------------------------------------------------------------
@@ -410,9 +447,7 @@ def write_results(summary, output, readme=None):
     written = [results_md, output / "results.json", output / "benchmark.png"]
     if readme is not None:
         text = Path(readme).read_text()
-        block = (
-            f"{README_START}\n\n![benchmark chart](results/benchmark.png)\n\n{body}\n{README_END}"
-        )
+        block = f"{README_START}\n\n{readme_block(summary)}\n{README_END}"
         pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"{readme} has no results markers")

@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.chat_driver import room_load
+from benchmarks.provenance import described, provenance
+from tools.chat_driver import room_load, stored_texts
 from tools.repository import REPO_ROOT, step_directory
 from tools.step_commands import copy_step, migrate, step_server
 from tools.tracks import TRACKS, running_track, track_python
@@ -51,7 +52,16 @@ CATCHES_UP = {"05": False, "06": True}
 CONFIGS = {
     "full": {
         "clients": 50,
-        "rates": [50, 100, 200, 500, 1000],
+        "rates": [50, 100, 200, 300, 500, 1000],
+        "seconds": 3.0,
+        "settle": 0.5,
+        "quiet": 2.0,
+        "timeout": 20.0,
+    },
+    # The rates around step 06's ceiling, for a sweep of a few minutes on a busy machine.
+    "ceiling": {
+        "clients": 50,
+        "rates": [200, 300, 500, 1000],
         "seconds": 3.0,
         "settle": 0.5,
         "quiet": 2.0,
@@ -91,13 +101,16 @@ def run_event_loop(coroutine):
     return uvloop.run(coroutine)
 
 
-def measure_rate(server, step, rate, config, label):
-    """One offered rate against one running server: a fresh room, every client sending."""
+def measure_rate(server, step, rate, config, label, directory):
+    """One offered rate against one running server: a fresh room, every client sending. For
+    step 06, what the database holds afterwards is read too: an accepted message that is not
+    stored is lost, whatever the clients saw."""
     clients = config["clients"]
+    room = f"bench-{label}-{rate}"
     run = run_event_loop(
         room_load(
             [server.ws_url],
-            f"bench-{label}-{rate}",
+            room,
             clients=clients,
             rate=rate / clients,
             seconds=config["seconds"],
@@ -106,22 +119,47 @@ def measure_rate(server, step, rate, config, label):
             timeout=config["timeout"],
             label=f"r{rate}",
             catch_up=CATCHES_UP[step],
+            # Step 06 answers every message (its copy or a refusal): wait for the answers.
+            until_answered=CATCHES_UP[step],
         )
     )
     sent = len(run.sent())
     times = run.times_to_reach_all()
-    return {
+    accepted = run.accepted_texts()
+    row = {
         "offered_rate": rate,
         "sent": sent,
         "sent_rate": sent / max(run.sending_done - run.started, config["seconds"]),
-        "accepted": len(run.accepted_texts()),
+        "accepted": len(accepted),
         "refused": len(run.refused_texts()),
         "delivered_fraction": run.delivered_fraction(),
         "reached_all": len(times),
         "p50_ms": None if not times else percentile(times, 0.50) * 1000,
         "p99_ms": None if not times else percentile(times, 0.99) * 1000,
         "errors": sum(len(c.errors()) for c in run.clients),
+        # A client that was sent one text under two ids would show it twice.
+        "duplicated": sum(
+            len(client.texts()) - len(set(client.texts())) - repeated_ids(client)
+            for client in run.clients
+        ),
+        "load_average": round(os.getloadavg()[0], 2),
     }
+    if step == "06":
+        texts = stored_texts(directory, room)
+        row["stored"] = len(texts)
+        # Lost: a sender heard its own copy back, and the database does not hold it.
+        row["lost"] = len(run.confirmed_texts() - set(texts))
+        # Unanswered when the clients stopped waiting: neither its copy nor a refusal came back.
+        row["unanswered"] = len(run.unanswered())
+        row["stored_twice"] = len(texts) - len(set(texts))
+        row["refused_but_stored"] = len(run.refused_texts() & set(texts))
+    return row
+
+
+def repeated_ids(client):
+    """Frames of a message the client already had under the same id: a catch-up answer
+    overlapping what arrived live; the page keeps one."""
+    return sum(count - 1 for count in client.deliveries().values())
 
 
 def measure_track(config, steps, servers, layers):
@@ -154,7 +192,12 @@ def measure_track(config, steps, servers, layers):
                                 }
                                 row.update(
                                     measure_rate(
-                                        server, step, rate, config, f"{server_name}-{layer}"
+                                        server,
+                                        step,
+                                        rate,
+                                        config,
+                                        f"{server_name}-{layer}",
+                                        copies[step],
                                     )
                                 )
                                 rows.append(row)
@@ -185,6 +228,7 @@ def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS)
     """Measures each track in a process of its own (that track's Python); returns the summary."""
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    measured = provenance()  # before measuring: the code that runs
     runs = []
     with tempfile.TemporaryDirectory(prefix="room-throughput-") as scratch:
         for track in tracks:
@@ -212,6 +256,7 @@ def run_tracks(tracks, config_name, steps=STEPS, servers=SERVERS, layers=LAYERS)
             runs.append(json.loads(into.read_text()))
     return {
         "date": date,  # when the run started
+        "provenance": measured,
         "machine": machine(),
         "config_name": config_name,
         "config": CONFIGS[config_name],
@@ -234,11 +279,18 @@ def describe(row):
         if row["p50_ms"] is None
         else (f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms")
     )
+    stored = (
+        f", {row['stored']} stored, {row['lost']} lost, {row['stored_twice']} stored twice, "
+        f"{row.get('unanswered', 0)} unanswered"
+        if "stored" in row
+        else ""
+    )
     return (
         f"  step {row['step']} {row['track']:8} {row['server']:7} {row['layer']:6} "
         f"{row['offered_rate']:5}/s offered ({row['sent_rate']:6.0f}/s sent): "
         f"{row['refused'] / max(row['sent'], 1):4.0%} refused, "
-        f"{row['delivered_fraction']:6.1%} delivered, {times}"
+        f"{row['delivered_fraction']:6.1%} delivered, {times}{stored}, "
+        f"{row.get('duplicated', 0)} duplicated (load {row.get('load_average', '?')})"
     )
 
 
@@ -255,6 +307,13 @@ def cell(row):
         parts.append(f"{format_ms(row['p50_ms'])} / {format_ms(row['p99_ms'])}")
     if row["refused"]:
         parts.append(f"{row['refused'] / row['sent']:.0%} refused")
+    if row.get("unanswered"):
+        parts.append(f"{row['unanswered']} unanswered")
+    if row.get("lost") or row.get("stored_twice") or row.get("duplicated"):
+        parts.append(
+            f"{row.get('lost', 0)} lost, {row.get('stored_twice', 0)} stored twice, "
+            f"{row.get('duplicated', 0)} duplicated"
+        )
     if row["sent_rate"] < 0.9 * row["offered_rate"]:
         parts.append(f"sent {row['sent_rate']:.0f}/s")
     return " · ".join(parts)
@@ -276,7 +335,8 @@ def render_block(summary, step):
     config = summary["config"]
     machine_ = summary["machine"]
     lines = [
-        f"Measured {summary['date']} on {machine_['cpu']} ({machine_['cores']} cores) by "
+        f"Measured {summary['date']}{commit_note(summary)} on {machine_['cpu']} "
+        f"({machine_['cores']} cores) by "
         f"`python -m benchmarks.room_throughput` (configuration `{summary['config_name']}`): "
         f"a room of {config['clients']} clients on one server process, every client sending "
         f"its share of the offered rate for {config['seconds']:g} s and reading everything. "
@@ -304,6 +364,12 @@ def render_block(summary, step):
         cells = [cell(by_rate[rate]) if rate in by_rate else "" for rate in rates]
         lines.append(f"| {track} | {server} | {LAYER_NAMES[layer]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def commit_note(summary):
+    """at commit <sha> (and whether the tree had changes besides), when the results say."""
+    record = summary.get("provenance")
+    return f" at {described(record)}" if record else ""
 
 
 def load_note(summary):

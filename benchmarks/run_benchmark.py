@@ -7,8 +7,9 @@
 Run from the repository root (`make benchmark` does). For each track it runs
 benchmarks/measure_track.py with that track's Python (so the servers are that track's daphne,
 uvicorn and Django), then benchmarks/room_throughput.py's sweep of steps 05 and 06 (section
-"rooms"). Then it writes results/results.md, results/results.json and results/benchmark.png,
-and puts the tables and chart into benchmarks/README.md. benchmarks/README.md explains the method.
+"rooms"). Then it writes results/results.md, results/results.json (with the commit measured and
+whether the tree was clean: benchmarks/provenance.py) and results/benchmark.png, and puts the
+chart into benchmarks/README.md. benchmarks/README.md explains the method.
 """
 
 import argparse
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.measure_track import CONFIGS, SECTIONS, WORKER_SECTIONS
+from benchmarks.provenance import provenance
 from tools.repository import REPO_ROOT
 from tools.tracks import TRACKS, track_python
 
@@ -84,6 +86,7 @@ def main():
             "or measure HTTP only: --sections http"
         )
     started = time.monotonic()
+    measured = provenance()  # the code as it was when measuring began
     runs = []
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
         for track in args.tracks:
@@ -115,6 +118,7 @@ def main():
         rooms = measure_rooms(args.tracks, args.config)
     summary = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "provenance": measured,
         "machine": machine(),
         "config_name": args.config,
         "config": CONFIGS[args.config],

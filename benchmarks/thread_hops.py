@@ -3,8 +3,8 @@ thread and back, on each track, and what removing each cause does to the figures
 server; with what else each costs in-process (Django's WSGI handler for runserver, the channel
 layer and its Redis commands for a broadcast) and where daphne's slow echo round trips go.
 
-    python -m benchmarks.thread_hops                     # both tracks: counts, rows, the tail
-    python -m benchmarks.thread_hops --config tiny       # seconds, to prove the machinery works
+    .venv/current/bin/python -m benchmarks.thread_hops    # this track: counts, rows, the tail
+    .venv/current/bin/python -m benchmarks.thread_hops --echo-tail   # the tail alone
 
 A *hop* is one call of asgiref's `SyncToAsync` (what `sync_to_async` and Channels'
 `database_sync_to_async` return): the function runs in another thread while the coroutine
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,11 +33,9 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent
-LOAD_GENERATOR = BENCHMARKS / "load_generator.py"
 PAGE_STEP = "step03_websocket_error"
 ECHO_STEP = "step05_channels"
 ASGI_SERVERS = ("daphne", "uvicorn")
-TRACKS = ("django30", "current")
 
 # The page variants, by the module attribute a server loads. Django 3.0 has no async views and
 # runs every middleware inside one hop, so the variants run on Django 4.0+ only.
@@ -73,36 +70,31 @@ FLOORS = {
     "broadcast": "bare ASGI room (floor)",
 }
 PATHS = {"http": "/", "echo": "/ws/echo/", "broadcast": "/ws/chat/benchmark/"}
-CONFIGS = {
+# What the in-process timings add to benchmarks/measure_track.py's configurations.
+INPROCESS = {
     "full": {
-        "http_connections": 10,
-        "echo_clients": [1, 50],
-        "broadcast_clients": 100,
-        "warmup": 0.5,
-        "duration": 1.0,
-        "repetitions": 3,
-        "warmup_rounds": 3,
-        "rounds": 10,
         "inprocess_requests": 300,
         "inprocess_broadcasts": 30,
         "hop_calls": 3000,
         "tail_seconds": 5.0,
+        "servers": ASGI_SERVERS,
     },
+    # The rows under uvicorn only: the tables' rows already start every application under both.
     "tiny": {
-        "http_connections": 2,
-        "echo_clients": [1, 3],
-        "broadcast_clients": 5,
-        "warmup": 0.1,
-        "duration": 0.3,
-        "repetitions": 2,
-        "warmup_rounds": 1,
-        "rounds": 3,
         "inprocess_requests": 20,
         "inprocess_broadcasts": 3,
         "hop_calls": 200,
         "tail_seconds": 1.0,
+        "servers": ("uvicorn",),
     },
 }
+
+
+def config_of(name):
+    """measure_track.py's configuration `name` (clients, durations) with INPROCESS's keys."""
+    from benchmarks.measure_track import CONFIGS  # not at import: servers load this module
+
+    return {**CONFIGS[name], **INPROCESS[name]}
 
 
 # --- the applications a server loads (run from the step's own directory) --------------------
@@ -509,30 +501,16 @@ def run_counter(kind, variant, config_name, redis_url=None):
 
 def load(section, url, clients, config):
     """The load generator's medians for one server: `section` is its mode."""
-    if section == "http":
-        options = {"connections": config["http_connections"]}
-    else:
-        options = {"clients": clients}
+    from benchmarks.measure_track import medians, run_load_generator
+
     if section == "broadcast":
-        options.update(rounds=config["rounds"], warmup_rounds=config["warmup_rounds"])
+        options = {"rounds": config["rounds"], "warmup_rounds": config["warmup_rounds"]}
     else:
-        options.update(warmup=config["warmup"], duration=config["duration"])
+        options = {"warmup": config["warmup"], "duration": config["duration"]}
     options["repetitions"] = config["repetitions"]
-    argv = [sys.executable, str(LOAD_GENERATOR), section, url]
-    for name, value in options.items():
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=(config["warmup"] + config["duration"] * config["repetitions"]) * 3 + 60,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
-    repetitions = json.loads(result.stdout)["repetitions"]
-    return {
-        key: statistics.median(r[key] for r in repetitions) for key in ("rate", "p50_ms", "p99_ms")
-    }
+    options["connections" if section == "http" else "clients"] = clients
+    expected = config["warmup"] + config["duration"] * config["repetitions"]
+    return medians(run_load_generator(section, [url], options, expected))
 
 
 def served(server, module_attribute, cwd, config, section, clients):
@@ -555,7 +533,7 @@ def measure_track(track, config_name):
     one-client tail. Returns a dict."""
     from tools.redis_server import RedisServer
 
-    config = CONFIGS[config_name]
+    config = config_of(config_name)
     versions = installed_versions()
     pages, echoes = variants_on(versions)
     counts = {variant: run_counter("page", variant, config_name) for variant in pages}
@@ -569,7 +547,7 @@ def measure_track(track, config_name):
 
     def measured_rows(section, step, variants, labels, clients):
         """The bare floor, then each variant, under each server."""
-        for server in ASGI_SERVERS:
+        for server in config["servers"]:
             subjects = [(FLOORS[section], 0, "bare_asgi_echo:application", BENCHMARKS)]
             for variant in variants:
                 hops = (
@@ -767,91 +745,94 @@ def tail_of(server, seconds=5.0, slow=0.001):
     }
 
 
-def tail_explanation(tails):
-    lines = []
-    for tail in tails:
-        lines.append(
-            f"**One client, bare ASGI echo under {tail['server']}.** Of {tail['round_trips']:,} "
-            f"round trips "
-            f"(p50 {tail['p50_ms']:.3f} ms, p99 {tail['p99_ms']:.3f} ms), {tail['slow']} "
-            f"({tail['slow'] / tail['round_trips']:.2%}) took over {tail['slow_ms']:.0f} ms. "
-            f"{tail['slow_during_gc']} of them overlapped a garbage collection in the server. "
-            + (
-                f"In {tail['slow_server_idle']} the server sat idle in epoll, waiting for its "
-                f"socket, for at "
-                "least half of the round trip: that time went outside the server's Python (in the "
-                f"client, the "
-                f"kernel or the scheduler)."
-                if tail["waits_logged"]
-                else "Its event loop (uvloop) waits outside Python's selectors, "
-                "so its waits were not logged."
+def tail_table(runs):
+    """One line per track and server: how many of one client's round trips took over 1 ms, and
+    how many of those overlapped a collection in the server or found it idle in epoll."""
+    lines = [
+        "| Track | Server | round trips | p50 ms | p99 ms | over 1 ms | during a GC in the "
+        "server | server idle in epoll for half or more |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for tail in run["echo_tail"]:
+            idle = tail["slow_server_idle"] if tail["waits_logged"] else "not logged"
+            lines.append(
+                f"| {run['track']} | {tail['server']} | {tail['round_trips']:,} | "
+                f"{tail['p50_ms']:.3f} | {tail['p99_ms']:.3f} | {tail['slow']} "
+                f"({tail['slow'] / tail['round_trips']:.2%}) | {tail['slow_during_gc']} | {idle} |"
             )
-        )
-    return "\n\n".join(lines)
+    return "\n".join(lines)
+
+
+LAYERS = {"memory": "in-memory layer", "redis": "Redis layer"}
+
+
+def inprocess_table(runs):
+    """The counts: thread hops and milliseconds per request, message or broadcast in-process."""
+    lines = [
+        "| Track | Work | thread hops | ms in-process | hops to a thread |",
+        "|---|---|---|---|---|",
+    ]
+    for run in runs:
+        track, counts = run["track"], run["counts"]
+        for variant, count in counts.items():
+            label = PAGE_LABELS.get(variant) or ECHO_LABELS[variant]
+            names = ", ".join(f"`{name}`" for name in dict.fromkeys(count["hop_functions"]))
+            lines.append(
+                f"| {track} | {label}, per {'request' if variant in PAGE_LABELS else 'message'}"
+                f" | {count['hops']:g} | {count['inprocess_ms']:.3f} | {names or '–'} |"
+            )
+            if "wsgi_ms" in count:
+                lines.append(f"| {track} | {label} through WSGI | 0 | {count['wsgi_ms']:.3f} | – |")
+        for variant, layers in run["broadcast_counts"].items():
+            for layer, count in layers.items():
+                commands = sum(count["redis_commands"].values())
+                names = ", ".join(f"`{name}`" for name in count["hop_functions"])
+                lines.append(
+                    f"| {track} | step 05 broadcast to {count['clients']}, {LAYERS[layer]}"
+                    + ("" if variant == "echo" else ", without the per-message hop")
+                    + f" | {count['hops']:g} | {count['inprocess_ms']:.3f} (the layer alone "
+                    f"{count['layer_ms']:.3f}"
+                    + (f"; {commands:.0f} Redis commands" if commands else "")
+                    + f") | {names or '–'} |"
+                )
+        hop = counts["page"]["hop_us"]
+        lines.append(f"| {track} | one hop of an empty function | 1 | {hop / 1000:.3f} | – |")
+    return "\n".join(lines)
 
 
 # --- running it --------------------------------------------------------------------------------
 
 
 def main():
+    from tools.tracks import running_track
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tracks", nargs="+", choices=TRACKS, default=list(TRACKS))
-    parser.add_argument("--config", choices=CONFIGS, default="full")
-    parser.add_argument("--json", type=Path, help="also write the counts and rows here")
+    parser.add_argument("--config", choices=INPROCESS, default="full")
     parser.add_argument(
         "--count", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS
     )  # worker
-    parser.add_argument("--measure-track", help=argparse.SUPPRESS)  # worker
     parser.add_argument(
         "--echo-tail",
         action="store_true",
-        help="only where daphne's and uvicorn's slow one-client round trips go (this track)",
+        help="only where daphne's and uvicorn's slow one-client round trips go",
     )
     parser.add_argument("--serve-with-logs", help=argparse.SUPPRESS)  # worker: a logged server
     args, server_argv = parser.parse_known_args()
 
     if args.serve_with_logs:
         serve_with_logs([a for a in server_argv if a != "--"], args.serve_with_logs)
-        return
-    if args.echo_tail:
-        print(tail_explanation([tail_of(server) for server in ASGI_SERVERS]))
-        return
-
-    if args.count:
-        count_in_this_process(*args.count, CONFIGS[args.config])
-        return
-    if args.measure_track:
-        print(json.dumps(measure_track(args.measure_track, args.config)))
-        return
-    runs = []
-    for track in args.tracks:
-        python = REPO_ROOT / ".venv" / track / "bin" / "python"
-        print(f"track {track}:", file=sys.stderr, flush=True)
-        result = subprocess.run(
-            [
-                str(python),
-                "-m",
-                "benchmarks.thread_hops",
-                "--measure-track",
-                track,
-                "--config",
-                args.config,
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        )
-        runs.append(json.loads(result.stdout))
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
-    print(table(runs))
-    print()
-    print(tail_explanation([tail for run in runs for tail in run["echo_tail"]]))
-    print()
-    print("benchmarks/results/results.md explains each ratio from these rows (run_benchmark.py).")
+    elif args.count:
+        count_in_this_process(*args.count, config_of(args.config))
+    elif args.echo_tail:
+        tails = [tail_of(server) for server in ASGI_SERVERS]
+        print(tail_table([{"track": running_track(), "echo_tail": tails}]))
+    else:
+        runs = [measure_track(running_track(), args.config)]
+        for markdown in (table(runs), inprocess_table(runs), tail_table(runs)):
+            print(markdown + "\n")
 
 
 if __name__ == "__main__":

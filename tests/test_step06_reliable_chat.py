@@ -4,7 +4,8 @@ Real daphne and uvicorn processes serve a migrated copy of the step (two process
 copy's one SQLite file and a real redis-server when a test needs them), many asyncio clients
 (tools/chat_driver.py) send at once, and real headless Chromium pages read. What a page shows
 is compared with what the copy's database holds: every accepted message exactly once, in id
-order. The wire format is the one step06_reliable_chat/README.md describes.
+order, and each message a client resends (the same ref) stored once. The wire format is the one
+step06_reliable_chat/README.md describes.
 """
 
 import asyncio
@@ -21,13 +22,17 @@ from websockets.sync.client import connect
 from tests.readme_console import find_command
 from tools.chat_driver import (
     CONNECTED,
+    PAGE_TIMEOUT,
     TIMEOUT,
     ChatClient,
+    CuttingProxy,
     EventLoopThread,
     chat_page_url,
     chat_path,
     close_all,
     closed_with,
+    count_sockets,
+    error_lines,
     frames_before,
     heard,
     heard_error,
@@ -40,10 +45,17 @@ from tools.chat_driver import (
     run_async,
     say,
     send_from,
+    send_until_answered,
     shown,
+    socket_failures,
+    sockets_opened,
+    step_constants,
     stored,
+    stored_refs,
     stored_texts,
+    tracebacks_logged,
     wait_for_status,
+    wait_in_page,
     wait_until_shows,
 )
 from tools.repository import step_directory
@@ -54,8 +66,11 @@ STEP = "step06_reliable_chat"
 SERVE_MIGRATED_COPY = True  # the chat stores its messages: every server serves a migrated copy
 # An empty REDIS_URL, so a REDIS_URL in the caller's environment cannot leak in.
 SERVER_ENV = IN_MEMORY = {"REDIS_URL": ""}
-MAX_MESSAGE_LENGTH = 2000
-BURST_ACCEPTED = 20  # messages one socket may send back to back, as the README promises
+MAX_MESSAGE_LENGTH = 2000  # characters of text, as the README states
+# The step's own flood control, which the README states as "30 ... then 12 a second".
+FLOOD_CONTROL = step_constants(step_directory(STEP), "chat/flood_control.py")
+BURST, RATE = FLOOD_CONTROL["BURST"], FLOOD_CONTROL["RATE"]
+LEAVING_MESSAGES = 20  # what each leaving sender sends: within its allowance
 BAD_ROOM_NAME = 4008
 CHAT_FAILED = 4011
 
@@ -91,15 +106,7 @@ async def flood(url, room, count, name="flooder"):
     answered: by its own copy coming back (accepted) or by a refusal."""
     client = await ChatClient(url + chat_path(room), name).open()
     try:
-        for number in range(count):
-            await client.say(f"flood {name} #{number}", ref=f"{name}#{number}")
-
-        def answered(c):
-            own = {m.get("ref") for m in c.messages()} - {None}
-            refused = {r["refused"]["ref"] for r in c.refusals()}
-            return len(own | refused) >= count
-
-        await client.wait_for(answered, TIMEOUT)
+        await send_until_answered(client, count, "flood")
     finally:
         await client.close()
     return client
@@ -115,7 +122,7 @@ def assert_one_refusal_per_refused_message(client):
     assert len(numbers) == len(set(numbers)), "a message was refused more than once"
     for refusal in refusals:
         refused = refusal["refused"]
-        assert refusal["error"].startswith("too many messages")
+        assert refusal["error"].startswith(("too many messages", BUSY)), refusal["error"]
         assert sent[refused["message"]].number == refused["number"]
         assert sent[refused["message"]].ref == refused["ref"]
     accepted_own = {m["ref"] for m in client.messages() if m.get("ref")}
@@ -123,21 +130,45 @@ def assert_one_refusal_per_refused_message(client):
     return {r["refused"]["message"] for r in refusals}
 
 
-def assert_everyone_has_everything_once(run, rows):
-    """The run's clients (each following the page's catch-up logic) hold every message the run
-    sent and the server accepted, under its stored id; nothing they hold is unknown to the
-    database, and no text came under two ids (nothing stored twice)."""
-    stored_ids = {number for number, _ in rows}
-    run_ids = {number for number, text in rows if text in run.accepted_texts()}
+BUSY = "the room is busy: "
+
+
+def assert_each_message_answered_once(run):
+    """Every message the run sent was answered once, counted from what came back: its own copy
+    (stored) or a refusal, never both. Within flood control's allowance the only refusal the
+    server may give is by name, "the room is busy" (chat/busy_room.py): a loaded machine (CI
+    runs two tracks on two cores) can push the room past what it stores in time, and then it
+    says no at once instead of delivering late. Returns the refused texts."""
+    refused, confirmed = run.refused_texts(), run.confirmed_texts()
+    assert not refused & confirmed, "a message both refused and stored"
+    assert refused | confirmed == run.sent_texts(), "a message neither refused nor stored"
+    reasons = [r["error"] for client in run.senders for r in client.refusals()]
+    assert all(reason.startswith(BUSY) for reason in reasons), reasons[:3]
+    if refused:
+        print(f"{len(refused)} of {len(run.sent_texts())} refused as busy (a loaded machine)")
+    return refused
+
+
+def assert_exactly_once(run, rows):
+    """Every client of the run (each following the page's catch-up logic, joined with
+    ?after=0 before the first message) holds exactly the room's stored messages: counted by id
+    as they arrived, duplicates reported, then held once each as the page holds them, their ids
+    in order equal to the stored ids, each with its stored text. And each message a sender
+    sent is stored once: the stored texts, as a list, are the texts the senders heard back on."""
+    stored_ids = [number for number, _ in rows]
+    text_of = dict(rows)
+    duplicates = run.duplicate_deliveries()
+    if duplicates:  # a layer and a catch-up answer both brought it: the page shows it once
+        print("ids delivered more than once:", {n: len(d) for n, d in duplicates.items()})
     for client in run.clients:
-        ids_by_text = {}
-        for message in client.messages():
-            ids_by_text.setdefault(message["message"], set()).add(message["id"])
-        assert all(len(ids) == 1 for ids in ids_by_text.values()), client.name
-        held = {number for ids in ids_by_text.values() for number in ids}
-        assert held <= stored_ids
-        assert run_ids <= held, f"{client.name}: {len(run_ids - held)} accepted messages missing"
+        assert client.held_ids() == stored_ids, (
+            f"{client.name}: holds {len(client.held_ids())} ids, the room {len(stored_ids)}; "
+            f"missing {sorted(set(stored_ids) - set(client.held_ids()))[:10]}"
+        )
+        assert all(text_of[m["id"]] == m["message"] for m in client.messages()), client.name
         assert not client.errors(), client.errors()[:3]
+    own = sorted(text for text in text_of.values() if text in run.sent_texts())
+    assert own == sorted(run.confirmed_texts()), "a message stored twice, or not at all"
 
 
 # === one process, in-memory layer =============================================================
@@ -163,9 +194,8 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 400
     assert not run_.unanswered()  # every sender heard back about every message it sent
-    assert not run_.refused_texts()  # 20 back to back is within every socket's allowance
-    assert sorted(text for _, text in rows) == sorted(run_.accepted_texts())  # accepted = stored
-    assert_everyone_has_everything_once(run_, rows)
+    assert_each_message_answered_once(run_)  # 20 back to back: within every allowance
+    assert_exactly_once(run_, rows)
     print("deliveries counted once per client:", run_.client_counts())
     assert no_database_trouble(server)
 
@@ -191,13 +221,74 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
     rows = stored(migrated_step(STEP), room)
     assert len(run_.sent()) == 50 * 30
     assert not run_.unanswered()
-    assert not run_.refused_texts()  # 10 a second, sustained, is within the allowance
-    assert sorted(text for _, text in rows) == sorted(run_.accepted_texts())
-    assert_everyone_has_everything_once(run_, rows)
+    assert_each_message_answered_once(run_)  # 10 a second, sustained: within the allowance
+    assert_exactly_once(run_, rows)
     assert no_database_trouble(server)
 
 
-async def send_and_leave(server, room, sockets, messages_each=BURST_ACCEPTED):
+PAGES_TYPING = 3
+LINES_TYPED = 10  # by each page, one after the other: a person's pace is not flood control's
+CUT_AFTER = {2, 5, 8}  # the messages of each page whose answer is lost with the connection
+
+
+def test_pages_typing_under_load_through_cut_connections_show_each_message_exactly_once(
+    machine_to_itself, server, migrated_step, chromium_browser
+):
+    """Three pages type while 20 clients keep the room busy; each page's connection is cut
+    three times between a message (stored) and its answer. Nobody resends by hand: each page
+    resends what it never heard back about, and every page shows every message once."""
+    directory = migrated_step(STEP)
+    room = new_room()
+    pages, proxies = [], []
+    for _ in range(PAGES_TYPING):
+        page = chromium_browser.new_context().new_page()
+        proxies.append(CuttingProxy(page, cut_after=CUT_AFTER))
+        page.goto(chat_page_url(server, room))
+        wait_for_status(page, CONNECTED)
+        pages.append(page)
+    typed = [f"page {i} line {n}" for n in range(LINES_TYPED) for i in range(PAGES_TYPING)]
+    with EventLoopThread() as loop:
+        load = loop.start(
+            room_load(
+                [server.ws_url],
+                room,
+                clients=20,
+                rate=2,
+                seconds=4,
+                catch_up=True,
+                until_answered=True,
+                label="load",
+                timeout=90,
+            )
+        )
+        for text in typed:
+            send_from(pages[int(text.split()[1])], text)
+        # The proxies forward frames only while the test is in a Playwright call.
+        wait_in_page(pages[0], load.done, timeout=150, message="the load to end")
+        run_ = load.result()
+    assert not run_.unanswered() and run_.confirmed_texts() == run_.sent_texts()
+    expected = len(typed) + len(run_.sent())
+    rows = wait_in_page(
+        pages[0],
+        lambda: len(stored(directory, room)) >= expected and stored(directory, room),
+        timeout=PAGE_TIMEOUT,
+        message=lambda: f"{expected} stored messages, not {len(stored(directory, room))}",
+    )
+    texts = [text for _, text in rows]
+    assert sorted(texts) == sorted(typed + [s.text for s in run_.sent()])  # each stored once
+    for page, proxy in zip(pages, proxies, strict=True):
+        wait_until_shows(page, rows)  # every message once, in id order, on every page
+        # The answer to a resend may come after the catch-up that showed the message.
+        wait_in_page(page, lambda page=page: page.locator("#outbox li").count() == 0)
+        assert error_lines(page) == []  # nothing refused, nobody asked to decide anything
+        # The page's own resends: each cut message went out again, with the same ref.
+        assert len(proxy.cuts) == len(CUT_AFTER), proxy.cuts
+        assert set(proxy.cuts) <= set(proxy.resent()), (proxy.cuts, proxy.resent())
+    print("resent by the pages:", [len(proxy.resent()) for proxy in proxies])
+    assert no_database_trouble(server)
+
+
+async def send_and_leave(server, room, sockets, messages_each=LEAVING_MESSAGES):
     """`sockets` clients each send `messages_each` (none refused, by default) round-robin,
     then all close at once, without waiting to hear back. Returns the clients."""
     clients = await open_clients([server.ws_url], room, sockets)
@@ -247,13 +338,19 @@ def test_daphne_drops_what_a_departed_sender_left_queued_once_its_close_timeout_
         daphne.wait_for_log("took too long to shut down and was killed", timeout=30)
         time.sleep(3)  # whatever was not cancelled finishes storing
         count = len(stored(directory, room))
-        assert 0 < count < 60 * BURST_ACCEPTED, count
+        assert 0 < count < 60 * LEAVING_MESSAGES, count
         assert not any(client.refusals() for client in clients)
         # Nothing failed: the consumers were cancelled, not broken.
         assert "Traceback" not in daphne.log_text()
 
 
-def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_the_room_goes_on(
+def test_the_readme_states_the_real_flood_control_and_length_limit():
+    readme = " ".join((step_directory(STEP) / "README.md").read_text().split())
+    assert f"{BURST} messages back to back, then {RATE} a second" in readme
+    assert f"at most {MAX_MESSAGE_LENGTH} characters of text" in readme
+
+
+def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_heard_again_after_a_pause(
     server, migrated_step
 ):
     room = new_room()
@@ -263,32 +360,43 @@ def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_the_room_g
             await ChatClient(server.ws_url + chat_path(room), f"reader-{i}").open()
             for i in range(4)
         ]
+        flooder = await ChatClient(server.ws_url + chat_path(room), "flooder").open()
         try:
-            flooder = await flood(server.ws_url, room, 60)
-            await asyncio.sleep(2.5)  # the allowance refills (10 a second at least)...
-            late = await ChatClient(server.ws_url + chat_path(room), "flooder-again").open()
-            await late.say("after a pause", ref="late")
-            await late.wait_for(
-                lambda c: any(m.get("ref") == "late" for m in c.messages()), TIMEOUT
-            )
-            await late.close()
+            # Flood control counts messages as the consumer handles them: on a machine so
+            # loaded that it handles fewer than RATE a second, nothing is refused. So flood
+            # until refused (at most 10 rounds; a normal machine refuses in the first).
+            started = time.perf_counter()
+            for flood_round in range(10):
+                await send_until_answered(flooder, BURST + 30, f"flood{flood_round}")
+                if flooder.refusals():
+                    break
+            flooding = time.perf_counter() - started
+            # A pause on the same socket: its allowance refills to the full burst, no more...
+            await asyncio.sleep(BURST / RATE)
+            await send_until_answered(flooder, BURST, "again")  # ...which is all accepted
+            last = flooder.sent[-1].text
             for reader in readers:
-                await reader.wait_for(lambda c: "after a pause" in c.texts(), TIMEOUT)
-            return flooder, readers, late
+                await reader.wait_for(lambda c: last in c.texts(), TIMEOUT)
+            return flooder, readers, flooding
         finally:
-            await close_all(readers)
+            await close_all([*readers, flooder])
 
-    flooder, readers, late = run_async(scenario())
+    flooder, readers, flooding = run_async(scenario())
     refused = assert_one_refusal_per_refused_message(flooder)
+    # Counted from what came back: the sender's own copies, not "sent minus refused".
+    own = {m["message"] for m in flooder.messages() if m.get("ref")}
+    flood_sent = {s.text for s in flooder.sent if s.text.startswith("flood")}
+    again_sent = {s.text for s in flooder.sent if s.text.startswith("again")}
+    accepted = own & flood_sent
+    assert not accepted & refused and accepted | refused == flood_sent
+    # The whole burst at once, then RATE a second while the consumer worked through the rest.
+    assert BURST <= len(accepted) <= BURST + RATE * flooding + 1, (len(accepted), flooding)
+    assert own & again_sent == again_sent and not refused & again_sent
     texts = stored_texts(migrated_step(STEP), room)
-    accepted = {s.text for s in flooder.sent} - refused
-    assert len(accepted) >= BURST_ACCEPTED
-    assert len(refused) + len(accepted) == 60
-    assert sorted(texts) == sorted(accepted | {"after a pause"})  # nothing refused is stored
+    assert sorted(texts) == sorted(accepted | again_sent)  # nothing refused is stored
     for reader in readers:
         assert not refused & set(reader.texts())  # ...or broadcast
-        assert accepted <= set(reader.texts())
-    assert not late.refusals()  # ...and the same sender is heard again after a pause
+        assert accepted | again_sent <= set(reader.texts())
     assert no_database_trouble(server)
 
 
@@ -314,6 +422,37 @@ def test_a_message_comes_back_with_its_id_previous_id_author_and_time(server, mi
     ]
 
 
+def test_a_resent_message_is_stored_once_and_answered_with_the_first_copys_id(
+    server, migrated_step
+):
+    """A sender whose connection dropped before the answer sends the same frame again on a new
+    connection: the room keeps one copy, the sender gets the first copy's id, nobody else gets
+    it twice; the same ref in another room is another message."""
+    room, other_room = new_room(), new_room()
+    with join(server, room) as reader:
+        with join(server, room) as alice:
+            say(alice, "said once", ref="alice-1")
+            first = heard_message(alice, "said once")
+        heard_message(reader, "said once")
+        with join(server, room) as alice_again:  # the history has it, without its ref...
+            assert "ref" not in heard_message(alice_again, "said once")
+            say(alice_again, "said once", ref="alice-1")  # ...so the page sends it again
+            again = heard_message(alice_again, "said once")
+            say(alice_again, "said next", ref=2)
+            following = heard_message(alice_again, "said next")
+            assert following["ref"] == 2  # as it was sent
+        assert again == first  # the same id, previous_id, time, and ref
+        assert frames_before(reader, "said next") == []  # the resend reached nobody else
+        with join(server, other_room) as bob:
+            say(bob, "said once", ref="alice-1")
+            elsewhere = heard_message(bob, "said once")
+    directory = migrated_step(STEP)
+    assert elsewhere["id"] != first["id"]
+    assert stored(directory, room) == [(first["id"], "said once"), (following["id"], "said next")]
+    assert stored_refs(directory, room) == [(first["id"], "alice-1"), (following["id"], "2")]
+    assert stored_refs(directory, other_room) == [(elsewhere["id"], "alice-1")]
+
+
 def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
     server, migrated_step
 ):
@@ -329,12 +468,14 @@ def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
     with join(server, room) as late:  # no ?after: the last 50, in id order
         history = [heard(late) for _ in range(50)]
         assert [(m["id"], m["message"]) for m in history] == rows[-50:]
+        assert heard(late) == {"joined": room, "newest_id": rows[-1][0]}  # the history ends
         # Asked for on the socket: an answer that starts right after the history proves the
         # history held nothing more (frames on one socket keep their order).
         late.send(json.dumps({"after": rows[54][0]}))
         assert [(heard(late)["id"]) for _ in range(5)] == [number for number, _ in rows[55:]]
     with join(server, room, after=rows[9][0]) as catching_up:  # ?after=<id>: everything after it
         assert [(heard(catching_up)["id"]) for _ in range(50)] == [n for n, _ in rows[10:]]
+        assert heard(catching_up)["joined"] == room
         say(catching_up, "after the catch-up")  # its arrival proves nothing else was on its way
         assert frames_before(catching_up, "after the catch-up") == []
 
@@ -342,28 +483,33 @@ def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
 # --- bad input --------------------------------------------------------------------------------
 
 
-BAD_FRAMES = {
-    "not JSON": "hello",
-    "no message field": '{"text": "hi"}',
-    "message not text": '{"message": ["hi"]}',
-    "too long": json.dumps({"message": "x" * MAX_MESSAGE_LENGTH}),
-    "binary": b'{"message": "hi"}',
+BAD_FRAMES = {  # a frame, and the ref its refusal names
+    "not JSON": ("hello", None),
+    "no message field": ('{"text": "hi", "ref": "r1"}', "r1"),
+    "message not text": ('{"message": ["hi"], "ref": 5}', 5),
+    "text too long": (json.dumps({"message": "x" * (MAX_MESSAGE_LENGTH + 1), "ref": "r2"}), "r2"),
+    "ref too long": (json.dumps({"message": "hi", "ref": "r" * 101}), None),
+    "binary": (b'{"message": "hi", "ref": "r3"}', None),
 }
+# The longest text accepted, sent after each bad frame (its arrival proves the bad one reached
+# nobody else): 2,000 characters, where the frame that carries it is longer.
+LONGEST_TEXT = "after the bad one: ".ljust(MAX_MESSAGE_LENGTH, "x")
 
 
-@pytest.mark.parametrize("frame", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
-def test_a_bad_frame_gets_an_error_on_that_socket_only_and_nothing_is_stored(
-    server, migrated_step, frame
+@pytest.mark.parametrize("frame, ref", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_a_bad_frame_is_refused_by_its_ref_on_that_socket_only_and_nothing_is_stored(
+    server, migrated_step, frame, ref
 ):
     room = new_room()
     with join(server, room) as alice, join(server, room) as bob:
         alice.send(frame)
-        error = heard(alice)
-        assert set(error) == {"error"} and error["error"]
-        say(alice, "after the bad one")
-        assert heard(bob)["message"] == "after the bad one"  # the bad frame never reached bob
-        assert heard_message(alice, "after the bad one")
-    assert stored_texts(migrated_step(STEP), room) == ["after the bad one"]
+        refusal = heard_error(alice)
+        assert refusal["error"] and refusal["refused"]["ref"] == ref
+        assert refusal["refused"]["number"] == 1
+        say(alice, LONGEST_TEXT, ref="longest")
+        assert frames_before(bob, LONGEST_TEXT) == [{"joined": room, "newest_id": None}]
+        assert heard_message(alice, LONGEST_TEXT)["ref"] == "longest"
+    assert stored_texts(migrated_step(STEP), room) == [LONGEST_TEXT]
     assert "Traceback" not in server.log_text()
 
 
@@ -468,6 +614,29 @@ def two_processes(redis_server, migrated_step, serve):
     )
 
 
+def unanswered_why(run_, servers):
+    """What a timeout says: how many are unanswered, how the senders' sockets ended, and what
+    the servers logged at WARNING and above."""
+    senders = [c for c in run_.senders if {s.text for s in c.sent} & run_.unanswered()]
+    warnings = [
+        line
+        for server in servers
+        for line in server.log_text().splitlines()
+        if any(word in line for word in ("WARNING", "ERROR", "killed", "Traceback", "Error"))
+    ]
+    return (
+        f"{len(run_.unanswered())} unanswered, of {len(senders)} senders; their close codes "
+        f"{[c.close_code for c in senders]}, errors {[c.errors()[:1] for c in senders][:3]}; "
+        f"server warnings: {warnings[-10:]}"
+    )
+
+
+def rows_up_to(rows, texts):
+    """The stored rows up to the last one holding one of `texts`."""
+    last = max(index for index, (_, text) in enumerate(rows) if text in texts)
+    return rows[: last + 1]
+
+
 def not_stored_yet(directory, room, expected, accepted, servers):
     """What a timeout says: how many are stored, which phase the missing ones came from, and
     what the servers logged at WARNING and above (daphne names an application it killed)."""
@@ -530,25 +699,30 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
     # the consumer stores fewer than 12 a second, the allowance refills as fast as it is spent
     # and nothing is refused. Refusals themselves are proven by the one-process test above.
     refused = assert_one_refusal_per_refused_message(flooder) if flooder.refusals() else set()
-    # Every sender heard back about every message it sent: its own copy, or a refusal.
-    assert not burst.unanswered() and not paced.unanswered()
-    assert not burst.refused_texts() and not paced.refused_texts()
-    accepted = (
-        burst.accepted_texts() | paced.accepted_texts() | ({s.text for s in flooder.sent} - refused)
-    )
+    # Every sender heard back about every message it sent: its own copy, or a refusal, each
+    # counted from what came back.
+    for run_ in (burst, paced):
+        assert not run_.unanswered(), unanswered_why(run_, two_processes)
+    assert_each_message_answered_once(burst)
+    assert_each_message_answered_once(paced)
+    flooded = {m["message"] for m in flooder.messages() if m.get("ref")}
+    assert not flooded & refused and flooded | refused == {s.text for s in flooder.sent}
+    accepted = burst.confirmed_texts() | paced.confirmed_texts() | flooded
     # A loaded server may still be storing the last messages it received.
-    expected = 27 * 20 + 47 * 6 + FLOOD - len(refused)
+    expected = len(accepted)
     rows = wait_until(
         lambda: len(stored(directory, room)) >= expected and stored(directory, room),
         timeout=120,
         message=lambda: not_stored_yet(directory, room, expected, accepted, two_processes),
     )
-    assert len(rows) == len(accepted) == expected
-    assert {text for _, text in rows} == accepted  # accepted = stored, nothing refused stored
+    # Each accepted message stored once, nothing refused stored.
+    assert sorted(text for _, text in rows) == sorted(accepted)
     for page in pages:
         wait_until_shows(page, rows)
-    for run_ in (burst, paced):
-        assert_everyone_has_everything_once(run_, rows)
+    # Each phase's clients joined with ?after=0 and left when it ended: they hold the room as
+    # it was up to their phase's last message.
+    assert_exactly_once(burst, rows_up_to(rows, burst.sent_texts()))
+    assert_exactly_once(paced, rows)
     assert no_database_trouble(*two_processes)
 
 
@@ -573,11 +747,13 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
             say(bob, f"while away {number}")
         for number in range(5):
             heard_message(bob, f"while away {number}")
+        send_from(page, "typed while away")  # the page keeps it until it is back in the room
         daphne.start()  # a new process, the same port and directory
         wait_for_status(page, CONNECTED)
-        rows = stored(directory, room)
-        assert len(rows) == 10
+        rows = wait_until(lambda: len(stored(directory, room)) == 11 and stored(directory, room))
+        assert [text for _, text in rows].count("typed while away") == 1
         wait_until_shows(page, rows, timeout=TIMEOUT)
+        wait_until(lambda: page.locator("#outbox li").count() == 0, message="an empty outbox")
         say(bob, "after")
         heard_message(bob, "after")
     rows = stored(directory, room)
@@ -591,19 +767,31 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
 class PlayedServer:
     """A room page from a real server whose WebSocket the test plays (Playwright's
     route_web_socket): `routes` holds one route per socket the page opened, newest last, and
-    `received` every frame the page sent, as (time.monotonic(), decoded JSON)."""
+    `received` every frame the page sent, as (time.monotonic(), decoded JSON); `by_route` the
+    same frames, one list per route. Each socket is first told that the (empty) room is joined."""
 
     def __init__(self, browser, server):
         self.routes = []
         self.received = []
+        self.by_route = []
+        self.room = new_room()
         self.page = browser.new_context().new_page()
         self.page.route_web_socket(re.compile(r"/ws/chat/"), self._play)
-        self.page.goto(f"{server.http_url}/chat/{new_room()}/")
+        self.page.goto(f"{server.http_url}/chat/{self.room}/")
         wait_for_status(self.page, CONNECTED)
 
     def _play(self, route):
         self.routes.append(route)
-        route.on_message(lambda frame: self.received.append((time.monotonic(), json.loads(frame))))
+        frames = []
+        self.by_route.append(frames)
+
+        def record(raw):
+            frame = json.loads(raw)
+            self.received.append((time.monotonic(), frame))
+            frames.append(frame)
+
+        route.on_message(record)
+        route.send(json.dumps({"joined": self.room, "newest_id": None}))
 
     def frames(self):
         return [frame for _, frame in self.received]
@@ -649,47 +837,78 @@ def test_a_page_asks_again_for_an_unfilled_gap_ever_more_rarely(played_server):
     assert len(asks) == 4, asks
 
 
-def test_a_page_tells_which_of_its_messages_a_lost_connection_left_unanswered(played_server):
+def test_a_page_resends_by_itself_what_a_lost_connection_left_unanswered(played_server):
     # The test answers the first message with the sender's own copy, refuses the second, says
-    # nothing to the third, and then the connection drops. Only the third is reported.
+    # nothing to the third, and then the connection drops. Once the page is back in the room,
+    # it sends the third again, with the same ref, and nothing else; the refused one is shown
+    # as refused, its text kept. Nobody is asked to decide whether to send anything again.
     page, routes = played_server.page, played_server.routes
-    route = routes[0]
     for text in ("answered", "refused", "never answered"):
         send_from(page, text)
-    received = wait_until(
+    received = wait_in_page(
+        page,
         lambda: len(played_server.frames()) == 3 and played_server.frames(),
         message=lambda: f"3 frames, got {played_server.frames()}",
     )
     refs = [frame["ref"] for frame in received]
     assert [frame["message"] for frame in received] == ["answered", "refused", "never answered"]
     assert len(set(refs)) == 3 and all(refs), refs  # one ref per message sent
-    route.send(json.dumps({"id": 1, "previous_id": None, "message": "answered", "ref": refs[0]}))
-    refusal = {"message": "refused", "ref": refs[1], "number": 2}
-    route.send(json.dumps({"error": "too many messages", "refused": refusal}))
-    wait_until(lambda: len(shown(page)) == 1)
-    route.close(code=1011)
-    wait_for_status(page, re.compile("reconnecting"))
-    errors = page.locator("#messages li.error").all_text_contents()
-    unconfirmed = [text for text in errors if "not confirmed" in text]
-    # The notice as the README shows it, with its placeholder filled in.
+    routes[0].send(
+        json.dumps({"id": 1, "previous_id": None, "message": "answered", "ref": refs[0]})
+    )
+    error = "too many messages: at most 30 at once and 12 a second; message 41 was not sent"
+    refusal = {"message": "refused", "ref": refs[1], "number": 41}
+    routes[0].send(json.dumps({"error": error, "refused": refusal}))
+    wait_in_page(page, lambda: len(shown(page)) == 1)
+    routes[0].close(code=1011)
+    wait_for_status(page, re.compile(r"^reconnecting in [\d.]+ s, then resend 1 message"))
+    wait_in_page(page, lambda: len(routes) == 2 and played_server.by_route[1])
+    assert played_server.by_route[1] == [{"message": "never answered", "ref": refs[2]}]
+    routes[1].send(
+        json.dumps({"id": 2, "previous_id": 1, "message": "never answered", "ref": refs[2]})
+    )
+    wait_in_page(page, lambda: [number for number, _ in shown(page)] == [1, 2])
+    assert page.locator("#outbox li").count() == 0
+    # The refusal as the README shows it, the text kept in the input to be sent again later.
     readme = (step_directory(STEP) / "README.md").read_text()
-    (shown_in_readme,) = [line for line in readme.splitlines() if "error: not confirmed" in line]
-    assert unconfirmed == [shown_in_readme.replace("<the text>", "never answered")], errors
-    wait_for_status(page, CONNECTED)  # the page reconnects...
-    assert len(routes) == 2
-    routes[1].close(code=1011)  # ...and a second drop reports nothing again
-    wait_for_status(page, re.compile("reconnecting"))
-    errors = page.locator("#messages li.error").all_text_contents()
-    assert len([text for text in errors if "not confirmed" in text]) == 1, errors
+    (shown_in_readme,) = [
+        line for line in readme.splitlines() if line.startswith("error: not sent")
+    ]
+    assert error_lines(page) == [shown_in_readme.replace("<the text>", "refused")]
+    assert page.input_value("#message") == "refused"
+    # A 2,000-character word wraps instead of widening the page.
+    word = "w" * MAX_MESSAGE_LENGTH
+    routes[1].send(json.dumps({"id": 3, "previous_id": 2, "message": word}))
+    wait_in_page(page, lambda: len(shown(page)) == 3)
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    routes[1].close(code=1011)  # a second drop: nothing is left to resend
+    wait_in_page(page, lambda: len(routes) == 3)
+    wait_for_status(page, CONNECTED)
+    send_from(page, "after the second drop")  # the first frame on the new socket
+    wait_in_page(page, lambda: played_server.by_route[2])
+    assert [f["message"] for f in played_server.by_route[2]] == ["after the second drop"]
 
 
-def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
+RECONNECT_TRIES = 5  # tries each page makes while Redis is away before the test brings it back
+
+
+def backoff_floor(number):
+    """The least the page waits (ms) before its try `number` (1, 2, ...) after the last close:
+    500 ms doubled after each failure, up to 8 s, times a random factor of at least 0.5."""
+    return 0.5 * min(500 * 2 ** (number - 1), 8000)
+
+
+def test_a_redis_outage_closes_sockets_with_4011_pages_back_off_and_catch_up_exactly_once(
     two_processes, redis_server, migrated_step, chromium_browser
 ):
     directory = migrated_step(STEP)
     daphne, uvicorn = two_processes
     room = new_room()
     pages = [open_room_page(chromium_browser, server, room) for server in two_processes]
+    for page in pages:
+        count_sockets(page)
+    marks = [server.log_mark() for server in two_processes]
     with join(daphne, room) as alice, join(uvicorn, room) as bob:
         say(alice, "before the outage")
         heard_message(bob, "before the outage")
@@ -700,28 +919,56 @@ def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
             assert closed_with(ws) == CHAT_FAILED
     for server in two_processes:
         assert requests.get(f"{server.http_url}/chat/{room}/", timeout=TIMEOUT).status_code == 200
-    for page in pages:
-        page.locator("#messages li.error", has_text="the chat stopped working").first.wait_for(
-            timeout=TIMEOUT * 1000
-        )
-    # Ordinary Django code posts meanwhile: the announcement is stored before it is sent, so
-    # it is not lost even though sending it to the room fails while Redis is away.
-    # (Whether the command then reports the failed send is its own business, not checked here.)
-    try:
-        manage(
-            directory,
-            f'announce {room} "said during the outage"',
-            env={"REDIS_URL": redis_server.url},
-            timeout=60,
-        )
-    except RuntimeError as failed:
-        print(failed)
-    assert stored_texts(directory, room) == ["before the outage", "said during the outage"]
+    send_from(pages[0], "typed during the outage")  # kept by the page until it is back
+    # Ordinary Django code posts meanwhile: the announcement is stored, and the command says
+    # so, with its id, and succeeds; sending it to the room waits for the pages' catch-up.
+    printed = manage(
+        directory,
+        f'announce {room} "said during the outage"',
+        env={"REDIS_URL": redis_server.url},
+        timeout=60,
+    )
+    rows = stored(directory, room)
+    assert [text for _, text in rows] == ["before the outage", "said during the outage"]
+    assert printed.startswith(f"message {rows[1][0]} stored in room {room}, but not sent"), printed
+    assert "they will get it when they catch up" in printed and "Traceback" not in printed
 
+    # Each page tries again by itself, waiting longer after each try the server accepted
+    # and closed at once.
+    for page in pages:
+        wait_until(
+            lambda page=page: len(sockets_opened(page)) >= RECONNECT_TRIES,
+            timeout=90,
+            message=lambda page=page: f"{RECONNECT_TRIES} tries, got {sockets_opened(page)}",
+        )
+    outage_tries = [sockets_opened(page) for page in pages]
     redis_server.restart()
-    for page in pages:  # the pages come back by themselves and catch up
+    print("tries per page while Redis was away:", [len(opened) for opened in outage_tries])
+    for opened in outage_tries:
+        waits = [later - earlier for earlier, later in zip(opened, opened[1:], strict=False)]
+        floors = [backoff_floor(number) / 1000 for number in range(2, len(opened) + 1)]
+        assert all(wait >= floor * 0.9 for wait, floor in zip(waits, floors, strict=True)), (
+            waits,
+            floors,
+        )
+    for page in pages:  # the failure was said once per page, not once per try
+        stopped = [line for line in error_lines(page) if "the chat stopped working" in line]
+        assert len(stopped) == 1, error_lines(page)
+    # One line per failing socket with its cause, one traceback per cause.
+    for server, mark in zip(two_processes, marks, strict=True):
+        log = server.log_after(mark)
+        failures = socket_failures(log)
+        causes = {cause for _, cause, _ in failures}
+        assert len(failures) >= RECONNECT_TRIES, log[-3000:]
+        with_traceback = [cause for _, cause, traceback in failures if traceback]
+        assert sorted(with_traceback) == sorted(causes), failures  # each cause's first line
+        assert tracebacks_logged(log) == len(causes), log[-5000:]  # ...and nothing else
+
+    for page in pages:  # the pages come back by themselves, catch up and resend
         wait_for_status(page, CONNECTED)
-        wait_until_shows(page, stored(directory, room))
+    rows = wait_until(lambda: len(stored(directory, room)) == 3 and stored(directory, room))
+    for page in pages:
+        wait_until_shows(page, rows)
     with join(uvicorn, room) as bob:
         say(bob, "after the outage")
         heard_message(bob, "after the outage")
@@ -729,10 +976,12 @@ def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
     assert [text for _, text in rows] == [
         "before the outage",
         "said during the outage",
+        "typed during the outage",
         "after the outage",
     ]
     for page in pages:
         wait_until_shows(page, rows, timeout=TIMEOUT)
+        wait_in_page(page, lambda page=page: page.locator("#outbox li").count() == 0)
 
 
 def test_an_announcement_from_the_command_line_reaches_open_pages(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks import room_throughput
+from benchmarks import room_throughput, step06_message_cost
 from tests.system_tools import require_tool
 from tools.repository import REPO_ROOT, step_directory
 from tools.tracks import running_track
@@ -108,4 +108,13 @@ def test_the_readme_quotes_the_committed_room_throughput_figures(step):
     assert shown == room_throughput.render_block(results, step), (
         "the README's figures are not the committed results' block; "
         "rewrite it with: python -m benchmarks.room_throughput --update-readmes"
+    )
+
+
+def test_step06s_readme_quotes_the_committed_message_cost_figures():
+    readme = (step_directory("06") / "README.md").read_text()
+    results = json.loads(step06_message_cost.DEFAULT_RESULTS.read_text())
+    assert step06_message_cost.shown_block(readme) == step06_message_cost.render(results), (
+        "step 06's README does not show the committed message-cost table; rewrite it with: "
+        "python -m benchmarks.step06_message_cost --update-readme"
     )

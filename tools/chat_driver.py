@@ -6,8 +6,13 @@
   its own, so it works beside Playwright's sync API, which keeps a loop in the main thread.
 - A raw socket (sync): `join(server, room)`, `say`, `heard`, `heard_message`, `heard_error`,
   `closed_with`, `wait_until_joined`, `nothing_before(ws, text)`.
-- A page in Chromium: `open_page`, `wait_for_status`, `shown`, `wait_until_shows`, `send_from`.
-- What a step's database holds: `stored(directory, room)`.
+- A page in Chromium: `open_page`, `wait_for_status`, `shown`, `wait_until_shows`, `send_from`,
+  `error_lines`, `wait_in_page`, `count_sockets` and `sockets_opened` (when a page opened each
+  WebSocket), `CuttingProxy` (a page's sockets pass through the test, which cuts a connection
+  between a message and its answer).
+- What a step's database holds: `stored(directory, room)`; a step's own constants:
+  `step_constants(directory, "chat/flood_control.py")`; what its server logged about failing
+  sockets: `socket_failures(log)`.
 
 `server` is anything with `http_url` and `ws_url` (a ServerProcess, step 07's DeployStack).
 Everything here is bounded: the number of clients and messages is given, every wait has a
@@ -19,15 +24,19 @@ timeout, and a run ends when every client has what was accepted or when the room
 
 Frames are the chat's JSON: step 05 sends {"message": ...}; step 06 adds "id" and
 "previous_id" (and "ref" on the sender's own copy), and answers a refused message with
-{"error": ..., "refused": {"message", "ref", "number"}}. A client built with catch_up=True
+{"error": ..., "refused": {"message", "ref", "number"}}, and ends a join's history with
+{"joined": <room>, "newest_id": <id>}; a frame sent again with a ref the room holds is answered
+with the stored message (its id, that ref) and not stored again. A client built with catch_up=True
 does what step 06's page does: it joins with ?after=0 and, when a message's previous_id is one
 it has not seen, asks {"after": <newest id with no gap before it>} until the gap is filled.
 """
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
+import runpy
 import sqlite3
 import threading
 import time
@@ -91,6 +100,8 @@ class ChatClient:
     def __init__(self, url, name, origin=None, headers=None, catch_up=False, open_timeout=30):
         self.url = url
         self.name = name
+        # Refs are a message's id in its room: unique to this client, whatever its name.
+        self.ref_prefix = f"{name}-{uuid.uuid4().hex[:8]}"
         self.origin = origin or origin_of(url)
         self.headers = headers
         self.catch_up = catch_up
@@ -164,6 +175,9 @@ class ChatClient:
         self.frames_sent += 1
         await self.websocket.send(data)
 
+    def new_ref(self, label, number):
+        return f"{self.ref_prefix}-{label}#{number}"
+
     async def say(self, text, ref=None):
         """Sends a chat message {"message": text} (with "ref" when given) and records it."""
         frame = {"message": text} if ref is None else {"message": text, "ref": ref}
@@ -225,6 +239,10 @@ class ChatClient:
         """The ids held once each, in id order: what the page would show."""
         return sorted(self.deliveries())
 
+    def duplicate_deliveries(self):
+        """id -> times it arrived, for the ids that arrived more than once."""
+        return {number: count for number, count in self.deliveries().items() if count > 1}
+
     def first_arrivals(self):
         """text -> when it first arrived."""
         first = {}
@@ -261,7 +279,7 @@ async def close_all(clients):
 async def send_burst(client, count, label):
     """`count` messages back to back, as fast as the socket takes them."""
     for number in range(count):
-        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
 
 
 async def send_paced(client, rate, seconds, label, offset=0.0):
@@ -273,7 +291,23 @@ async def send_paced(client, rate, seconds, label, offset=0.0):
         delay = start + number / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await client.say(f"{label} {client.name} #{number}", ref=f"{client.name}#{number}")
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
+
+
+async def send_until_answered(client, count, label, timeout=TIMEOUT):
+    """`count` messages back to back on `client`'s socket, then waits until each one is
+    answered: by its own copy coming back (its ref) or by a refusal naming its ref."""
+    first = len(client.sent)
+    for number in range(count):
+        await client.say(f"{label} {client.name} #{number}", ref=client.new_ref(label, number))
+    refs = {sent.ref for sent in client.sent[first:]}
+
+    def answered(c):
+        heard = {m.get("ref") for m in c.messages()} | {r["refused"]["ref"] for r in c.refusals()}
+        return refs <= heard
+
+    await client.wait_for(answered, timeout)
+    return client
 
 
 @dataclass
@@ -299,6 +333,12 @@ class RoomRun:
     def accepted_texts(self):
         """What the server took: everything sent that was not refused (step 05 refuses nothing)."""
         return self.sent_texts() - self.refused_texts()
+
+    def duplicate_deliveries(self):
+        """client name -> {id: times it arrived} for every client that got an id twice or more
+        (a page shows each id once; a layer and a catch-up answer can both bring one)."""
+        found = {c.name: c.duplicate_deliveries() for c in self.clients}
+        return {name: duplicates for name, duplicates in found.items() if duplicates}
 
     def confirmed_texts(self):
         """What the senders heard back as a message, counted from what came back (not derived
@@ -587,6 +627,89 @@ def send_from(page, text):
     page.click("#send")
 
 
+def wait_in_page(page, predicate, timeout=TIMEOUT, message=None):
+    """wait_until for what Playwright's event handlers (route_web_socket, page.on) record: its
+    sync API runs them only while the test is inside a Playwright call, so every check first
+    lets the page run for 50 ms."""
+
+    def check():
+        page.wait_for_timeout(50)
+        return predicate()
+
+    return wait_until(check, timeout=timeout, interval=0, message=message)
+
+
+def error_lines(page):
+    return page.locator("#messages li.error").all_text_contents()
+
+
+def count_sockets(page):
+    """From now on the page notes when it opens each WebSocket (read them with
+    `sockets_opened`): noted in the page itself, since Playwright's sync API would deliver its
+    own "websocket" events late, in a batch, whenever the test next calls it."""
+    page.evaluate(
+        """() => {
+          const Original = window.WebSocket;
+          window.socketsOpened = [];
+          window.WebSocket = function (...args) {
+            window.socketsOpened.push(performance.now());
+            return new Original(...args);
+          };
+          window.WebSocket.prototype = Original.prototype;
+        }"""
+    )
+
+
+def sockets_opened(page):
+    """Seconds (the page's clock) at which the page opened each socket since count_sockets."""
+    return [ms / 1000 for ms in page.evaluate("window.socketsOpened")]
+
+
+class CuttingProxy:
+    """The page's chat sockets pass through the test (Playwright's route_web_socket, connected
+    to the real server). When the server answers a message whose number (1, 2, ... in the order
+    the page sent its messages, resends not counted) is in `cut_after`, the proxy drops that
+    answer and closes the connection, as a network failure between the message and its answer
+    would. `sent` holds every chat message frame the page sent, resends included."""
+
+    def __init__(self, page, cut_after):
+        self.page = page
+        self.cut_after = set(cut_after)
+        self.sent = []  # {"message", "ref"} frames, in the order the page sent them
+        self.refs = []  # each ref once, in the order the page first sent it
+        self.cuts = []  # the refs whose answer was dropped
+        page.route_web_socket(re.compile(r"/ws/chat/"), self._connect)
+
+    def _connect(self, page_side):
+        server_side = page_side.connect_to_server()
+
+        def from_page(raw):
+            frame = json.loads(raw)
+            if "message" in frame:
+                self.sent.append(frame)
+                if frame.get("ref") not in self.refs:
+                    self.refs.append(frame.get("ref"))
+            server_side.send(raw)
+
+        def from_server(raw):
+            frame = json.loads(raw)
+            ref = frame.get("ref") if isinstance(frame, dict) else None
+            if ref in self.refs and ref not in self.cuts:
+                if self.refs.index(ref) + 1 in self.cut_after:
+                    self.cuts.append(ref)
+                    page_side.close(code=1011)  # closes the server's side too
+                    return
+            page_side.send(raw)
+
+        page_side.on_message(from_page)
+        server_side.on_message(from_server)
+
+    def resent(self):
+        """ref -> times the page sent it, for the refs it sent more than once."""
+        counts = collections.Counter(frame["ref"] for frame in self.sent)
+        return {ref: count for ref, count in counts.items() if count > 1}
+
+
 # --- what the database holds ------------------------------------------------------------------
 
 
@@ -602,3 +725,42 @@ def stored(directory, room):
 
 def stored_texts(directory, room):
     return [text for _, text in stored(directory, room)]
+
+
+def stored_refs(directory, room):
+    """[(id, ref)] of the room's stored messages ('' for a message sent without one)."""
+    uri = f"file:{directory / 'db.sqlite3'}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=20) as database:
+        return database.execute(
+            "SELECT id, ref FROM chat_message WHERE room = ? ORDER BY id", (room,)
+        ).fetchall()
+
+
+def step_constants(directory, relative_path):
+    """The module-level names of a step's file that imports nothing of Django (such as
+    chat/flood_control.py), run on its own: the tests compare the step's real values."""
+    return runpy.run_path(str(directory / relative_path))
+
+
+# What step 06's consumer logs for a socket it stops (one line each; the first one of each
+# cause carries its traceback): "chat socket in room <room> stopped: <cause>[ (traceback...)]".
+SOCKET_FAILURE = re.compile(r"chat socket in room (\S+) stopped: (.*?)( \(traceback logged .*)?$")
+# A traceback of chained exceptions prints one "Traceback (most recent call last)" per link.
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+
+
+def socket_failures(log):
+    """[(room, cause, whether the line came with its traceback)] of every failing-socket line
+    in a server's log."""
+    found = []
+    for line in log.splitlines():
+        match = SOCKET_FAILURE.search(line)
+        if match:
+            found.append((match.group(1), match.group(2), match.group(3) is None))
+    return found
+
+
+def tracebacks_logged(log):
+    """How many tracebacks a log holds, a chain of exceptions counted once."""
+    links = log.count("Traceback (most recent call last)")
+    return links - sum(log.count(phrase) for phrase in CHAINED)

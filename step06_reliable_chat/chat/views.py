@@ -1,6 +1,7 @@
 from django.http import Http404
 from django.shortcuts import render
 
+from chat.consumers import MAX_MESSAGE_LENGTH
 from chat.rooms import room_name_problem
 
 
@@ -9,4 +10,5 @@ def room_page(request, room_name):
     problem = room_name_problem(room_name)
     if problem:
         raise Http404(problem)
-    return render(request, 'chat/room.html', {'room_name': room_name})
+    context = {'room_name': room_name, 'max_message_length': MAX_MESSAGE_LENGTH}
+    return render(request, 'chat/room.html', context)

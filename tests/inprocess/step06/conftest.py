@@ -26,12 +26,15 @@ assert Path(newtest.__file__).resolve().parent == STEP / "newtest", newtest.__fi
 
 
 @pytest.fixture(scope="session", autouse=True)
-def test_database():
-    """Django's own test database: for SQLite, in memory and shared by the worker threads
-    that database_sync_to_async runs the ORM in."""
+def test_database(tmp_path_factory):
+    """Django's own test database, in a file of its own as the step's is: the chat's writer
+    stores in a thread of its own while database_sync_to_async's thread reads, and SQLite's
+    shared in-memory database (the test default) locks a table being written for its readers
+    ("database table is locked"), where a file in WAL mode lets them read."""
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
+    connection.settings_dict["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
     setup_test_environment()
     name = connection.creation.create_test_db(verbosity=0)
     yield name

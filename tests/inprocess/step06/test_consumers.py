@@ -13,14 +13,17 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.core.exceptions import SynchronousOnlyOperation
 from django.core.management import call_command
+from django.db import IntegrityError
 from django.test import Client
 from redis.exceptions import ConnectionError as RedisConnectionError
 from uvicorn.protocols.utils import ClientDisconnected
 
-from chat.consumers import CHAT_FAILED, ChatConsumer
-from chat.flood_control import BURST, TokenBucket
+from chat import consumers, resends
+from chat.consumers import CHAT_FAILED, MAX_MESSAGE_LENGTH, ChatConsumer
+from chat.flood_control import BURST, RATE, TokenBucket
 from chat.history import HISTORY_LENGTH, store_message
 from chat.models import Message
+from chat.resends import store_once
 from newtest.asgi import application
 
 pytestmark = pytest.mark.anyio
@@ -34,10 +37,16 @@ def new_room():
 
 
 async def connected(room, query="", cookie=None):
+    """A socket in the room, once it has joined: `.history` holds the frames it got before the
+    server said so, and `.joined` that frame."""
     headers = [HOST, ORIGIN] + ([(b"cookie", cookie.encode())] if cookie else [])
     communicator = WebsocketCommunicator(application, f"/ws/chat/{room}/{query}", headers=headers)
     accepted, _ = await communicator.connect(TIMEOUT)
     assert accepted
+    communicator.history = []
+    while "joined" not in (frame := await heard(communicator)):
+        communicator.history.append(frame)
+    communicator.joined = frame
     return communicator
 
 
@@ -116,8 +125,9 @@ async def test_a_socket_that_joins_gets_the_recent_history_and_can_ask_for_more(
         await database_sync_to_async(store_message)(room, f"m{number}")
     rows = await stored(room)
     late = await connected(room)
-    history = [await heard(late) for _ in range(HISTORY_LENGTH)]
+    history = late.history
     assert [m["id"] for m in history] == [number for number, _, _ in rows[-HISTORY_LENGTH:]]
+    assert late.joined == {"joined": room, "newest_id": rows[-1][0]}
     assert all(m["previous_id"] == p["id"] for p, m in zip(history, history[1:], strict=False))
     assert history[0]["previous_id"] == rows[-HISTORY_LENGTH - 1][0]
     assert await late.receive_nothing(0.3)
@@ -125,7 +135,7 @@ async def test_a_socket_that_joins_gets_the_recent_history_and_can_ask_for_more(
     assert [(await heard(late))["message"] for _ in range(5)] == [f"m{n}" for n in range(5, 10)]
     await late.disconnect()
     reconnecting = await connected(room, query=f"?after={rows[-3][0]}")
-    assert [(await heard(reconnecting))["id"] for _ in range(2)] == [n for n, _, _ in rows[-2:]]
+    assert [m["id"] for m in reconnecting.history] == [n for n, _, _ in rows[-2:]]
     assert await reconnecting.receive_nothing(0.3)
     await reconnecting.disconnect()
 
@@ -156,11 +166,14 @@ async def test_past_the_burst_each_refused_message_gets_one_refusal_and_is_not_s
 
 def test_the_token_bucket_allows_the_burst_then_the_rate():
     now = [0.0]
-    bucket = TokenBucket(capacity=20, per_second=10, clock=lambda: now[0])
-    assert all(bucket.take() for _ in range(20))
+    bucket = TokenBucket(clock=lambda: now[0])  # the consumer's own BURST and RATE
+    assert (BURST, RATE) == (30, 12)  # what step 06's README promises
+    assert all(bucket.take() for _ in range(BURST))
     assert not bucket.take()
-    now[0] += 1.0  # a second later, ten more
-    assert [bucket.take() for _ in range(11)] == [True] * 10 + [False]
+    now[0] += 1.0  # a second later, RATE more
+    assert [bucket.take() for _ in range(RATE + 1)] == [True] * RATE + [False]
+    now[0] += 60.0  # a long pause refills it to BURST, no more
+    assert [bucket.take() for _ in range(BURST + 1)] == [True] * BURST + [False]
 
 
 @pytest.mark.parametrize("frame", ["hello", '{"text": "hi"}', '{"after": "x"}', '{"message": 1}'])
@@ -168,7 +181,9 @@ async def test_a_bad_frame_gets_an_error_and_nothing_is_stored(frame):
     room = new_room()
     alice = await connected(room)
     await alice.send_to(text_data=frame)
-    assert set(await heard(alice)) == {"error"}
+    refusal = await heard(alice)
+    assert set(refusal) == {"error", "refused"}
+    assert refusal["refused"]["number"] == 1 and refusal["refused"]["ref"] is None
     assert await stored(room) == []
     await alice.disconnect()
 
@@ -214,3 +229,128 @@ async def test_the_orm_called_straight_from_async_code_raises_synchronous_only_o
         store_message(new_room(), "straight from async code")
     stored_through_a_thread = await database_sync_to_async(store_message)(new_room(), "right")
     assert stored_through_a_thread["message"] == "right"
+
+
+# --- exactly once: a ref is the message's id in its room ------------------------------------
+
+
+async def test_a_message_sent_again_with_its_ref_is_answered_with_the_stored_copy_only():
+    room = new_room()
+    alice, bob = await connected(room), await connected(room)
+    await say(alice, {"message": "once", "ref": 7})
+    first = await heard(alice)
+    assert (await heard(bob))["id"] == first["id"]
+    await alice.disconnect()  # as if the answer had been lost: a new socket sends it again
+    again = await connected(room)
+    await say(again, {"message": "once", "ref": 7})
+    assert await heard(again) == first  # same id, same ref (a number, as it was sent)
+    await say(again, {"message": "next"})  # its arrival proves the resend reached nobody else
+    assert (await heard(bob))["message"] == "next"
+    assert [text for _, text, _ in await stored(room)] == ["once", "next"]
+    other_room = await connected(new_room())  # the same ref in another room: another message
+    await say(other_room, {"message": "once", "ref": 7})
+    assert (await heard(other_room))["id"] != first["id"]
+    for communicator in (again, bob, other_room):
+        await communicator.disconnect()
+
+
+async def test_two_stores_of_one_ref_at_the_same_moment_keep_one(monkeypatch):
+    # The race the unique constraint settles: the second insert of a ref is refused by the
+    # database, and the second sender gets the first one's message.
+    room = new_room()
+    winner = await database_sync_to_async(store_once)(room, "first", None, "r1")
+    frame, new = await database_sync_to_async(store_once)(room, "second", None, "r1")
+    assert winner[1] is True and new is False
+    assert (frame["id"], frame["message"]) == (winner[0]["id"], "first")
+    assert [text for _, text, _ in await stored(room)] == ["first"]
+    # Any other integrity error is not taken for a resend.
+    monkeypatch.setattr(resends, "stored_with_ref", lambda room, ref: None)
+    with pytest.raises(IntegrityError):
+        await database_sync_to_async(store_once)(room, "third", None, "r1")
+
+
+REFUSED_WITH_THEIR_REF = {
+    "too long": ({"message": "x" * (MAX_MESSAGE_LENGTH + 1), "ref": "r"}, "message too long"),
+    "no text": ({"text": "hi", "ref": "r"}, 'no "message" text'),
+    "bad ref": ({"message": "hi", "ref": ["r"]}, '"ref" is a string or number'),
+}
+
+
+@pytest.mark.parametrize(
+    "frame, reason", REFUSED_WITH_THEIR_REF.values(), ids=REFUSED_WITH_THEIR_REF
+)
+async def test_a_refusal_names_the_ref_of_the_frame_it_refuses(frame, reason):
+    room = new_room()
+    alice = await connected(room)
+    await say(alice, {"message": "y" * MAX_MESSAGE_LENGTH, "ref": "fits"})  # 2000: accepted
+    assert (await heard(alice))["ref"] == "fits"
+    await say(alice, frame)
+    refusal = await heard(alice)
+    assert refusal["error"].startswith(reason)
+    ref = frame["ref"] if isinstance(frame["ref"], str) else None
+    assert refusal["refused"] == {"message": frame.get("message"), "ref": ref, "number": 2}
+    assert [text for _, text, _ in await stored(room)] == ["y" * MAX_MESSAGE_LENGTH]
+    await alice.disconnect()
+
+
+async def test_the_length_limit_counts_the_typed_text_not_the_frame():
+    room = new_room()
+    alice = await connected(room)
+    text = "\u00e9" * MAX_MESSAGE_LENGTH  # json.dumps makes each one 6 characters: "\\u00e9"
+    await say(alice, {"message": text, "ref": "accented"})
+    assert (await heard(alice))["message"] == text
+    await alice.send_to(text_data="x" * (consumers.MAX_FRAME_LENGTH + 1))
+    refusal = await heard(alice)
+    assert refusal["error"].startswith("frame too long")  # refused unread
+    await alice.disconnect()
+
+
+async def test_a_stored_message_resent_past_the_flood_limit_is_answered_not_refused(monkeypatch):
+    # A clock that stands still: the allowance does not refill while the test sends.
+    monkeypatch.setattr(consumers, "TokenBucket", lambda: TokenBucket(clock=lambda: 0.0))
+    room = new_room()
+    alice = await connected(room)
+    await say(alice, {"message": "kept", "ref": "k"})
+    kept = await heard(alice)
+    for number in range(BURST):  # the allowance spent (the first one took one)
+        await say(alice, {"message": f"spend {number}"})
+    frames = [await heard(alice) for _ in range(BURST)]
+    assert [f["refused"]["number"] for f in frames if "refused" in f] == [BURST + 1]
+    await say(alice, {"message": "kept", "ref": "k"})
+    assert await heard(alice) == kept  # it is in the room: telling "not sent" would be false
+    await alice.disconnect()
+
+
+async def test_a_failing_layer_logs_one_line_per_socket_and_one_traceback_per_cause(
+    monkeypatch, caplog
+):
+    room = new_room()
+    sockets = [await connected(room) for _ in range(3)]
+    cause = "Error 111 connecting to 127.0.0.1:1. Connection refused. " + uuid.uuid4().hex
+
+    async def layer_gone(*args, **kwargs):
+        raise RedisConnectionError(cause)
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", layer_gone)
+    for number, communicator in enumerate(sockets):
+        await say(communicator, {"message": f"kept {number}"})
+        assert (await heard(communicator))["error"].startswith("the chat stopped working")
+        assert (await communicator.receive_output(TIMEOUT))["code"] == CHAT_FAILED
+    lines = [r for r in caplog.records if r.name == "chat.consumers" and cause in r.getMessage()]
+    assert len(lines) == 3, [r.getMessage() for r in lines]  # one per socket, with the cause
+    assert [r.exc_info is not None for r in lines] == [True, False, False]
+    assert room in lines[0].getMessage()
+
+
+async def test_announce_without_a_channel_layer_says_the_message_is_stored(monkeypatch, capsys):
+    room = new_room()
+
+    async def layer_gone(*args, **kwargs):
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", layer_gone)
+    await sync_to_async(call_command)("announce", room, "said while Redis is away")
+    [(number, text, _)] = await stored(room)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"message {number} stored in room {room}, but not sent")
+    assert "they will get it when they catch up" in printed
