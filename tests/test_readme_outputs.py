@@ -5,7 +5,7 @@ the values that differ from run to run. A stale block is rewritten by
 
 import pytest
 
-from tests.readme_console import console_commands
+from tools.readme_console import console_commands
 from tools.readme_outputs import SHOWN_OUTPUTS, difference, is_fresh, shown_block
 from tools.repository import STEP_DIRECTORIES
 

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from tests.readme_console import console_commands
 from tests.readme_structure import listed_changes, real_changes, shown_tree
 from tools.deploy_stack import README_COMMANDS as DEPLOY_README_COMMANDS
+from tools.readme_console import console_commands
 from tools.repository import REPO_ROOT
 from tools.show_tree import render_tree
 from tools.step_commands import README_COMMANDS

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 
-from tests.readme_console import console_commands
+from tools.readme_console import console_commands
 from tools.repository import REPO_ROOT
 from tools.run_tests import PYTEST_OPTIONS, follow_progress
 

@@ -15,11 +15,11 @@ import psutil
 import pytest
 import requests
 
-from tests.readme_console import console_commands
 from tests.system_tools import require_deploy_tools
 from tests.test_requirements import locked_versions
 from tools.deploy_stack import STEP as DEPLOY_STEP
 from tools.deploy_stack import free_site_port
+from tools.readme_console import console_commands
 from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import READINESS_REQUEST_LINE, free_port
 from tools.step_commands import README_COMMANDS, copy_step

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.readme_console import assert_output_shown, find_command
+from tools.readme_console import assert_output_shown, find_command
 from tools.repository import REPO_ROOT
 from tools.step_commands import README_COMMANDS, copy_step, manage, step_server
 

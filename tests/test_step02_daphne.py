@@ -12,7 +12,7 @@ import termios
 import pytest
 import requests
 
-from tests.readme_console import assert_output_shown, find_command
+from tools.readme_console import assert_output_shown, find_command
 from tools.repository import REPO_ROOT
 from tools.server_process import python_environment
 from tools.step_commands import ASGI_SERVERS, copy_step, manage

@@ -19,9 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.raw_websocket import raw_handshake
-from tests.readme_console import assert_output_shown, find_command
 from tests.system_tools import CHROMIUM_ARGS, require_tool
 from tools.chat_driver import run_async
+from tools.readme_console import assert_output_shown, find_command
 from tools.repository import REPO_ROOT
 from tools.server_process import free_port
 from tools.step_commands import ASGI_SERVERS, README_COMMANDS, copy_step, step_server

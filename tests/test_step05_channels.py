@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import connect
 
 from tests.raw_websocket import raw_handshake
-from tests.readme_console import assert_output_shown, console_commands, find_command
 from tests.system_tools import require_tool
 from tools.chat_driver import (
     TIMEOUT,
@@ -34,6 +33,7 @@ from tools.chat_driver import (
     send_from,
     wait_for_status,
 )
+from tools.readme_console import assert_output_shown, console_commands, find_command
 from tools.redis_server import RedisServer
 from tools.repository import REPO_ROOT
 from tools.step_commands import ASGI_SERVERS, README_COMMANDS, readme_server

@@ -19,7 +19,6 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.readme_console import find_command
 from tools.chat_driver import (
     CONNECTED,
     PAGE_TIMEOUT,
@@ -58,6 +57,7 @@ from tools.chat_driver import (
     wait_in_page,
     wait_until_shows,
 )
+from tools.readme_console import find_command
 from tools.repository import step_directory
 from tools.step_commands import copy_step, manage, migrate, readme_server
 from tools.waiting import wait_until

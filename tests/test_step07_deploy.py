@@ -20,7 +20,6 @@ import pytest
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.readme_console import console_commands
 from tests.system_tools import require_deploy_tools
 from tools.chat_driver import (
     CONNECTED,
@@ -44,6 +43,7 @@ from tools.chat_driver import (
 )
 from tools.chat_driver import stored as stored_in_copy
 from tools.deploy_stack import README_COMMANDS, STEP, DeployStack, free_site_port, tls_port_of
+from tools.readme_console import console_commands
 from tools.readme_outputs import SHOWN_OUTPUTS, difference, is_fresh, shown_block
 from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import port_is_taken

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.readme_console import find_command
+from tools.readme_console import find_command
 from tools.repository import STEP_DIRECTORIES
 from tools.server_process import python_environment
 from tools.step_commands import copy_step

@@ -10,7 +10,7 @@ keeps, writing `...` where it leaves some out. Nothing is pasted or edited by ha
 
 tests/test_readme_outputs.py runs the same outputs and checks that each block is fresh. A block
 counts as fresh when it equals a new run once the values that differ from run to run are
-masked (`tests.readme_console.normalise`: times, client ports, process ids), so the tool
+masked (`tools.readme_console.normalise`: times, client ports, process ids), so the tool
 rewrites a block only when something a reader could notice has changed. Outputs come from the
 default track, the write-up's versions.
 """
@@ -328,7 +328,7 @@ def with_block(readme_text, command, lines):
 
 
 def masked(lines):
-    from tests.readme_console import normalise
+    from tools.readme_console import normalise
 
     return [normalise(line) for line in lines]
 
