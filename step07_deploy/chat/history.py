@@ -5,6 +5,8 @@ methods): the consumer calls them through database_sync_to_async, a management c
 them directly. https://channels.readthedocs.io/en/stable/topics/databases.html
 """
 
+from django.db import connection, transaction
+
 from chat.models import Message
 
 HISTORY_LENGTH = 50  # messages a page gets when it joins
@@ -12,12 +14,30 @@ CATCH_UP_LIMIT = 500  # messages in one answer to {"after": <id>}; the page asks
 
 
 def store_message(room, text, user=None):
-    """Stores a message and returns it as a frame. Its `previous_id` is exact even with several
-    server processes: SQLite lets one writer at a time insert, so every lower id is already
-    committed when this insert's own is."""
+    """Stores a message and returns it as a frame, its `previous_id` exact even with several
+    server processes writing at once: the room's writers take turns (take_the_rooms_turn),
+    so a room's ids are committed in increasing order and every lower id of the room is
+    already committed when this one is stored."""
     author = user.username if user is not None and user.is_authenticated else ''
-    message = Message.objects.create(room=room, text=text, author=author)
-    return as_frame(message, previous_id(room, message.id))
+    with transaction.atomic():
+        take_the_rooms_turn(room)
+        message = Message.objects.create(room=room, text=text, author=author)
+        previous = previous_id(room, message.id)
+    return as_frame(message, previous)
+
+
+def take_the_rooms_turn(room):
+    """Step 07: waits until no other transaction is storing a message in `room`, and keeps the
+    turn until this transaction ends. On PostgreSQL writers run side by side, and one that
+    took a lower id can commit after one that took a higher id: a reader would then see the
+    higher one first, with a `previous_id` that skips the lower, and never show it. A lock on
+    the room, taken before the insert and released at commit, makes id order and commit order
+    agree (pg_advisory_xact_lock; rooms whose names hash alike merely share turns). SQLite
+    needs none: it lets one writer at a time insert, until that writer commits.
+    https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS"""
+    if connection.vendor == 'postgresql':
+        with connection.cursor() as cursor:
+            cursor.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', [room])
 
 
 def recent_messages(room):
