@@ -17,7 +17,7 @@ for what a gap in the ids says they missed; its flood control refuses what a cli
 Each track is measured by its own Python (so the servers are that track's), in a process that
 starts every server through tools.step_commands on a free loopback port, serving a migrated
 copy of the step (nothing is written into a step directory) and a private redis-server. The
-clients (tests/chat_clients.py) run in that process on uvloop, sharing the machine with the
+clients (tools/chat_driver.py) run in that process on uvloop, sharing the machine with the
 server as a browser on a laptop would. Run from the repository root.
 """
 
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.chat_clients import room_load
+from tools.chat_driver import room_load
 from tools.repository import REPO_ROOT, step_directory
 from tools.step_commands import copy_step, migrate, step_server
 from tools.tracks import TRACKS, running_track, track_python

@@ -21,13 +21,13 @@ from websockets.sync.client import connect
 from tests.raw_websocket import raw_handshake
 from tests.readme_console import assert_output_shown, find_command
 from tests.system_tools import CHROMIUM_ARGS, require_tool
+from tools.chat_driver import run_async
 from tools.repository import REPO_ROOT
 from tools.server_process import free_port
-from tools.step_commands import README_COMMANDS, copy_step, step_server
+from tools.step_commands import ASGI_SERVERS, README_COMMANDS, copy_step, step_server
 from tools.waiting import wait_until
 
 STEP = REPO_ROOT / "step04_custom_router"
-ASGI_SERVERS = ["daphne", "uvicorn"]
 MAX_MESSAGE_BYTES = 64 * 1024  # the limit the step's README states
 # Daphne lets an application close only with 1000 or 3000-4999, so the app falls back to 4009.
 TOO_BIG_CLOSE_CODE = {"daphne": 4009, "uvicorn": 1009}
@@ -258,7 +258,7 @@ async def many_clients_echo(server):
 
 
 def test_200_clients_get_every_echo_in_order_and_leave_nothing_behind(asgi_server):
-    echoes, open_while_all_connected = asyncio.run(many_clients_echo(asgi_server))
+    echoes, open_while_all_connected = run_async(many_clients_echo(asgi_server))
     assert open_while_all_connected >= CLIENTS  # so the drain check below can see connections
     for number, received in enumerate(echoes):
         assert received == [f"client {number} message {i}" for i in range(MESSAGES_PER_CLIENT)]

@@ -2,7 +2,7 @@
 
 Real daphne and uvicorn processes serve a migrated copy of the step (two processes share the
 copy's one SQLite file and a real redis-server when a test needs them), many asyncio clients
-(tests/chat_clients.py) send at once, and real headless Chromium pages read. What a page shows
+(tools/chat_driver.py) send at once, and real headless Chromium pages read. What a page shows
 is compared with what the copy's database holds: every accepted message exactly once, in id
 order. The wire format is the one step06_reliable_chat/README.md describes.
 """
@@ -11,24 +11,41 @@ import asyncio
 import collections
 import json
 import re
-import sqlite3
 import time
-import uuid
 
 import pytest
 import requests
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.chat_clients import (
+from tests.readme_console import find_command
+from tools.chat_driver import (
+    CONNECTED,
+    TIMEOUT,
     ChatClient,
     EventLoopThread,
+    chat_page_url,
     chat_path,
     close_all,
+    closed_with,
+    frames_before,
+    heard,
+    heard_error,
+    heard_message,
+    join,
+    new_room,
     open_clients,
+    open_page,
     room_load,
+    run_async,
+    say,
+    send_from,
+    shown,
+    stored,
+    stored_texts,
+    wait_for_status,
+    wait_until_shows,
 )
-from tests.readme_console import find_command
 from tools.repository import step_directory
 from tools.step_commands import copy_step, manage, migrate, readme_server
 from tools.waiting import wait_until
@@ -41,41 +58,11 @@ MAX_MESSAGE_LENGTH = 2000
 BURST_ACCEPTED = 20  # messages one socket may send back to back, as the README promises
 BAD_ROOM_NAME = 4008
 CHAT_FAILED = 4011
-TIMEOUT = 30
-PAGE_TIMEOUT = 60  # seconds for a page to show everything after a load (2 shared cores)
-CONNECTED = re.compile(r"^connected")  # not "disconnected ..."
 
 
 @pytest.fixture
 def server(asgi_server):
     return asgi_server
-
-
-def new_room():
-    return "room-" + uuid.uuid4().hex[:8]
-
-
-def run(coroutine, timeout=120):
-    async def bounded():
-        return await asyncio.wait_for(coroutine, timeout)
-
-    return asyncio.run(bounded())
-
-
-# --- what the copy's database holds ---------------------------------------------------------
-
-
-def stored(directory, room):
-    """[(id, text)] of the room's stored messages, in id order, read from the copy's SQLite file."""
-    uri = f"file:{directory / 'db.sqlite3'}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=20) as database:
-        return database.execute(
-            "SELECT id, text FROM chat_message WHERE room = ? ORDER BY id", (room,)
-        ).fetchall()
-
-
-def stored_texts(directory, room):
-    return [text for _, text in stored(directory, room)]
 
 
 def no_database_trouble(*servers):
@@ -86,118 +73,14 @@ def no_database_trouble(*servers):
     return True
 
 
-# --- a raw socket (sync) ----------------------------------------------------------------------
-
-
-def join(server, room, after=None, headers=None):
-    query = "" if after is None else f"?after={after}"
-    return connect(
-        server.ws_url + chat_path(room) + query,
-        origin=server.http_url,
-        additional_headers=headers,
-        open_timeout=TIMEOUT,
-    )
-
-
-def say(ws, text, ref=None):
-    ws.send(json.dumps({"message": text} if ref is None else {"message": text, "ref": ref}))
-
-
-def heard(ws):
-    return json.loads(ws.recv(timeout=TIMEOUT))
-
-
-def heard_message(ws, text):
-    """Reads frames until the message `text` arrives; returns that frame."""
-    while True:
-        frame = heard(ws)
-        if frame.get("message") == text and "error" not in frame:
-            return frame
-
-
-def heard_error(ws):
-    """Reads frames (messages still on their way, say) until an error arrives; returns it."""
-    while True:
-        frame = heard(ws)
-        if "error" in frame:
-            return frame["error"]
-
-
-def hears_nothing(ws, seconds=2):
-    with pytest.raises(TimeoutError):
-        print("unexpected:", ws.recv(timeout=seconds))
-    return True
-
-
-def closed_with(ws):
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            print("before the close:", ws.recv(timeout=TIMEOUT))
-    return closed.value.rcvd.code
-
-
 def handshake_status(server, path, origin):
     with pytest.raises(InvalidStatus) as refused:
         connect(server.ws_url + path, origin=origin, open_timeout=TIMEOUT)
     return refused.value.response.status_code
 
 
-# --- pages --------------------------------------------------------------------------------------
-
-
-def open_page(browser, server, room, cookies=None):
-    """A page of its own (a fresh browser context: its own cookies) showing the room."""
-    context = browser.new_context()
-    if cookies:
-        context.add_cookies([dict(cookie, url=server.http_url) for cookie in cookies])
-    page = context.new_page()
-    page.goto(f"{server.http_url}/chat/{room}/")
-    wait_for_status(page, CONNECTED)
-    return page
-
-
-def wait_for_status(page, pattern, timeout=TIMEOUT):
-    page.locator("#status", has_text=pattern).wait_for(timeout=timeout * 1000)
-
-
-def shown(page):
-    """[(id, text of the item)] of the messages the page shows, top to bottom."""
-    return [
-        (int(data_id), text)
-        for data_id, text in page.eval_on_selector_all(
-            "#messages li[data-id]", "items => items.map(li => [li.dataset.id, li.textContent])"
-        )
-    ]
-
-
-def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
-    """Waits until the page shows exactly the stored rows (ids, in order, each once), each
-    item holding its message's text."""
-    expected = [number for number, _ in rows]
-    try:
-        wait_until(
-            lambda: [number for number, _ in shown(page)] == expected,
-            timeout=timeout,
-            message=f"the page to show the {len(expected)} stored messages",
-        )
-    except TimeoutError:
-        ids = [number for number, _ in shown(page)]
-        missing = sorted(set(expected) - set(ids))
-        extra = sorted(set(ids) - set(expected))
-        duplicates = len(ids) - len(set(ids))
-        raise AssertionError(
-            f"page shows {len(ids)} items; {len(missing)} stored ones missing {missing[:10]}, "
-            f"{len(extra)} not stored {extra[:10]}, {duplicates} duplicates, "
-            f"in order: {ids == sorted(ids)}; status: {page.inner_text('#status')!r}"
-        ) from None
-    for (_, text), (_, item) in zip(rows, shown(page), strict=True):
-        assert text in item, (text, item)
-    return True
-
-
-def send_from(page, text):
-    page.fill("#message", text)
-    page.click("#send")
+def open_room_page(browser, server, room, cookies=None):
+    return open_page(browser, chat_page_url(server, room), cookies=cookies)
 
 
 # --- load helpers -----------------------------------------------------------------------------
@@ -264,7 +147,7 @@ def test_a_burst_of_20_clients_sending_20_each_is_stored_and_reaches_everyone(
     machine_to_itself, server, migrated_step
 ):
     room = new_room()
-    run_ = run(
+    run_ = run_async(
         room_load(
             [server.ws_url],
             room,
@@ -291,7 +174,7 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
     machine_to_itself, server, migrated_step
 ):
     room = new_room()
-    run_ = run(
+    run_ = run_async(
         room_load(
             [server.ws_url],
             room,
@@ -333,7 +216,7 @@ def test_senders_that_leave_at_once_still_have_everything_they_sent_stored(serve
     (Uvicorn raises ClientDisconnected, Daphne's autobahn raises Disconnected)."""
     room = new_room()
     mark = server.log_mark()
-    clients = run(send_and_leave(server, room, 10))
+    clients = run_async(send_and_leave(server, room, 10))
     sent = {s.text for client in clients for s in client.sent}
     directory = migrated_step(STEP)
     rows = wait_until(
@@ -360,7 +243,7 @@ def test_daphne_drops_what_a_departed_sender_left_queued_once_its_close_timeout_
     directory = migrated_step(STEP)
     room = new_room()
     with readme_server(STEP, SHORT_CLOSE_TIMEOUT_DAPHNE, directory=directory) as daphne:
-        clients = run(send_and_leave(daphne, room, 60))
+        clients = run_async(send_and_leave(daphne, room, 60))
         daphne.wait_for_log("took too long to shut down and was killed", timeout=30)
         time.sleep(3)  # whatever was not cancelled finishes storing
         count = len(stored(directory, room))
@@ -395,7 +278,7 @@ def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_the_room_g
         finally:
             await close_all(readers)
 
-    flooder, readers, late = run(scenario())
+    flooder, readers, late = run_async(scenario())
     refused = assert_one_refusal_per_refused_message(flooder)
     texts = stored_texts(migrated_step(STEP), room)
     accepted = {s.text for s in flooder.sent} - refused
@@ -446,12 +329,14 @@ def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
     with join(server, room) as late:  # no ?after: the last 50, in id order
         history = [heard(late) for _ in range(50)]
         assert [(m["id"], m["message"]) for m in history] == rows[-50:]
-        assert hears_nothing(late, seconds=1)
-        late.send(json.dumps({"after": rows[54][0]}))  # asked for on the socket
+        # Asked for on the socket: an answer that starts right after the history proves the
+        # history held nothing more (frames on one socket keep their order).
+        late.send(json.dumps({"after": rows[54][0]}))
         assert [(heard(late)["id"]) for _ in range(5)] == [number for number, _ in rows[55:]]
     with join(server, room, after=rows[9][0]) as catching_up:  # ?after=<id>: everything after it
         assert [(heard(catching_up)["id"]) for _ in range(50)] == [n for n, _ in rows[10:]]
-        assert hears_nothing(catching_up, seconds=1)
+        say(catching_up, "after the catch-up")  # its arrival proves nothing else was on its way
+        assert frames_before(catching_up, "after the catch-up") == []
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -545,8 +430,8 @@ def test_a_logged_in_page_shows_the_username_and_anonymous_ones_show_anonymous(
     create_user(directory, username, "correct horse battery")
     room = new_room()
     alice = log_in(chromium_browser, server, username, "correct horse battery", room)
-    visitor = open_page(chromium_browser, server, room)
-    stale = open_page(chromium_browser, server, room, cookies=[STALE_SESSION])
+    visitor = open_room_page(chromium_browser, server, room)
+    stale = open_room_page(chromium_browser, server, room, cookies=[STALE_SESSION])
     send_from(alice, "hello from alice")
     wait_until(lambda: len(shown(visitor)) == 1, timeout=TIMEOUT)
     send_from(visitor, "hello from nobody")
@@ -606,7 +491,7 @@ def test_two_processes_under_load_pages_show_every_accepted_message_once_in_orde
 ):
     directory = migrated_step(STEP)
     room = new_room()
-    pages = [open_page(chromium_browser, two_processes[i % 2], room) for i in range(3)]
+    pages = [open_room_page(chromium_browser, two_processes[i % 2], room) for i in range(3)]
     urls = [s.ws_url for s in two_processes]
 
     async def load():
@@ -673,7 +558,7 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
     directory = migrated_step(STEP)
     daphne, uvicorn = two_processes
     room = new_room()
-    page = open_page(chromium_browser, daphne, room)
+    page = open_room_page(chromium_browser, daphne, room)
     with join(uvicorn, room) as bob:
         for number in range(5):
             say(bob, f"before {number}")
@@ -698,7 +583,7 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
     rows = stored(directory, room)
     wait_until_shows(page, rows, timeout=TIMEOUT)
     uvicorn.restart()  # history survives a restart of the server, in order
-    late = open_page(chromium_browser, uvicorn, room)
+    late = open_room_page(chromium_browser, uvicorn, room)
     wait_until_shows(late, rows, timeout=TIMEOUT)
     assert no_database_trouble(daphne, uvicorn)
 
@@ -759,8 +644,8 @@ def test_a_page_asks_again_for_an_unfilled_gap_ever_more_rarely(played_server):
         lambda: [data_id for data_id, _ in shown(page)] == list(range(2, number)),
         message=lambda: f"messages 2 to {number - 1} in order, shown: {shown(page)}",
     )
-    route.send(frame(number))
-    page.wait_for_timeout(500)
+    route.send(frame(number))  # shown means handled: an ask would have gone out before that
+    wait_until(lambda: shown(page)[-1][0] == number, message=f"message {number} shown")
     assert len(asks) == 4, asks
 
 
@@ -804,14 +689,14 @@ def test_a_redis_outage_closes_sockets_with_4011_and_pages_catch_up_after_it(
     directory = migrated_step(STEP)
     daphne, uvicorn = two_processes
     room = new_room()
-    pages = [open_page(chromium_browser, server, room) for server in two_processes]
+    pages = [open_room_page(chromium_browser, server, room) for server in two_processes]
     with join(daphne, room) as alice, join(uvicorn, room) as bob:
         say(alice, "before the outage")
         heard_message(bob, "before the outage")
 
         redis_server.stop()
         for ws in (alice, bob):  # every open socket is told, then closed with the stated code
-            assert heard_error(ws).startswith("the chat stopped working")
+            assert heard_error(ws)["error"].startswith("the chat stopped working")
             assert closed_with(ws) == CHAT_FAILED
     for server in two_processes:
         assert requests.get(f"{server.http_url}/chat/{room}/", timeout=TIMEOUT).status_code == 200
@@ -855,7 +740,7 @@ def test_an_announcement_from_the_command_line_reaches_open_pages(
 ):
     directory = migrated_step(STEP)
     room = new_room()
-    pages = [open_page(chromium_browser, server, room) for server in two_processes]
+    pages = [open_room_page(chromium_browser, server, room) for server in two_processes]
     manage(
         directory,
         f'announce {room} "the building closes at six"',

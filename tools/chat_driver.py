@@ -1,13 +1,20 @@
-"""Load clients for a chat room: many asyncio WebSocket clients that join one room, send
-messages back to back or at a paced rate, record every frame they receive with its arrival
-time, and close. The step 05 and step 06 tests and benchmarks/room_throughput.py share them.
+"""The one chat driver: everything the tests, the tools and the benchmark do to a chat room.
 
+- Load clients (asyncio): many ChatClients join one room, send back to back or at a paced
+  rate, record every frame they receive with its arrival time, and close (`room_load`, a
+  RoomRun). `run_async(coroutine)` runs one from synchronous code, on a loop in a thread of
+  its own, so it works beside Playwright's sync API, which keeps a loop in the main thread.
+- A raw socket (sync): `join(server, room)`, `say`, `heard`, `heard_message`, `heard_error`,
+  `closed_with`, `wait_until_joined`, `nothing_before(ws, text)`.
+- A page in Chromium: `open_page`, `wait_for_status`, `shown`, `wait_until_shows`, `send_from`.
+- What a step's database holds: `stored(directory, room)`.
+
+`server` is anything with `http_url` and `ws_url` (a ServerProcess, step 07's DeployStack).
 Everything here is bounded: the number of clients and messages is given, every wait has a
 timeout, and a run ends when every client has what was accepted or when the room goes quiet
 (with until_answered=True, quiet counts only once every sender has heard back on what it sent).
 
-    with EventLoopThread() as loop:            # asyncio beside Playwright's sync API
-        run = loop.run(room_load([server.ws_url], "lobby", clients=20, messages_each=20))
+    run = run_async(room_load([server.ws_url], "lobby", clients=20, messages_each=20))
     run.accepted_texts(), run.refused_texts(), run.client_counts(), run.times_to_reach_all()
 
 Frames are the chat's JSON: step 05 sends {"message": ...}; step 06 adds "id" and
@@ -20,13 +27,19 @@ it has not seen, asks {"after": <newest id with no gap before it>} until the gap
 import asyncio
 import contextlib
 import json
+import re
+import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as connect_sync
+
+from tools.waiting import wait_until
 
 # Open at most this many connections at a time: Twisted (daphne) listens with a backlog of 50.
 CONNECT_BATCH = 25
@@ -34,10 +47,22 @@ CONNECT_BATCH = 25
 # gap: 1 s, then twice as long each time, up to 8 s, as step 06's page does.
 CATCH_UP_FIRST_WAIT = 1.0
 CATCH_UP_LONGEST_WAIT = 8.0
+TIMEOUT = 30  # seconds any single wait of a raw socket or a page may take
+PAGE_TIMEOUT = 60  # seconds for a page to show everything after a load (2 shared cores)
+CONNECTED = re.compile(r"^connected")  # the page's status, not "disconnected ..."
+
+
+def new_room():
+    """A room name no other test uses."""
+    return "room-" + uuid.uuid4().hex[:8]
 
 
 def chat_path(room):
     return f"/ws/chat/{room}/"
+
+
+def chat_page_url(server, room):
+    return f"{server.http_url}/chat/{room}/"
 
 
 def origin_of(ws_url):
@@ -188,6 +213,18 @@ class ChatClient:
         frames = self.frames()
         return [f for f in frames if isinstance(f, dict) and "error" in f and "refused" not in f]
 
+    def deliveries(self):
+        """id -> how many times a message with that id arrived (a page shows each id once)."""
+        counts = {}
+        for message in self.messages():
+            if "id" in message:
+                counts[message["id"]] = counts.get(message["id"], 0) + 1
+        return counts
+
+    def held_ids(self):
+        """The ids held once each, in id order: what the page would show."""
+        return sorted(self.deliveries())
+
     def first_arrivals(self):
         """text -> when it first arrived."""
         first = {}
@@ -262,6 +299,14 @@ class RoomRun:
     def accepted_texts(self):
         """What the server took: everything sent that was not refused (step 05 refuses nothing)."""
         return self.sent_texts() - self.refused_texts()
+
+    def confirmed_texts(self):
+        """What the senders heard back as a message, counted from what came back (not derived
+        from what was refused): a sender's own copy, or the message arriving in a catch-up."""
+        confirmed = set()
+        for client in self.senders:
+            confirmed |= {s.text for s in client.sent} & set(client.texts())
+        return confirmed
 
     def client_counts(self):
         """How many of the accepted messages each client received (each counted once)."""
@@ -401,3 +446,159 @@ class EventLoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(15)
         self.loop.close()
+
+
+def run_async(coroutine, timeout=120):
+    """Runs `coroutine` to its end on a fresh event loop in a thread of its own and returns
+    its result; raises TimeoutError after `timeout` seconds. Safe beside Playwright's sync API,
+    which keeps an event loop running in the main thread (asyncio.run would refuse there)."""
+    with EventLoopThread() as loop:
+        return loop.run(asyncio.wait_for(coroutine, timeout), timeout=timeout + 15)
+
+
+# --- a raw socket (sync) ----------------------------------------------------------------------
+
+
+def join(
+    server, room, after=None, headers=None, origin=None, url=None, open_timeout=TIMEOUT, **options
+):
+    """A WebSocket to the room, opened as a page of `server` would open it (its Origin);
+    `?after=<id>` when `after` is given. `url` replaces the server's ws:// base."""
+    query = "" if after is None else f"?after={after}"
+    return connect_sync(
+        (url or server.ws_url) + chat_path(room) + query,
+        origin=origin or server.http_url,
+        additional_headers=headers,
+        open_timeout=open_timeout,
+        **options,
+    )
+
+
+def say(ws, text, ref=None):
+    ws.send(json.dumps({"message": text} if ref is None else {"message": text, "ref": ref}))
+
+
+def heard(ws, timeout=TIMEOUT):
+    """The next frame, decoded."""
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def heard_message(ws, text):
+    """Reads frames until the message `text` arrives; returns that frame."""
+    while True:
+        frame = heard(ws)
+        if frame.get("message") == text and "error" not in frame:
+            return frame
+
+
+def heard_error(ws):
+    """Reads frames (messages still on their way, say) until an error arrives; returns it."""
+    while True:
+        frame = heard(ws)
+        if "error" in frame:
+            return frame
+
+
+def frames_before(ws, text):
+    """Every frame that arrives before the message `text` (which the test sends after the
+    thing that must not reach this socket: its arrival proves the other had its chance)."""
+    before = []
+    while True:
+        frame = heard(ws)
+        if frame.get("message") == text and "error" not in frame:
+            return before
+        before.append(frame)
+
+
+def closed_with(ws):
+    """The close code the server sent, once the socket has ended (frames before it are read
+    and printed); raises TimeoutError if the socket stays open."""
+    try:
+        while True:
+            print("before the close:", ws.recv(timeout=TIMEOUT))
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def wait_until_joined(ws):
+    """Returns once the socket's consumer has finished connecting, its history sent: a step 06
+    consumer handles frames only after that, so its refusal of an empty frame marks the moment."""
+    ws.send("{}")
+    while "error" not in heard(ws):
+        pass
+
+
+# --- a page in Chromium -----------------------------------------------------------------------
+
+
+def open_page(browser, url, cookies=None, **context_options):
+    """A page of its own (a fresh browser context: its own cookies) at `url`, once it says
+    it is connected. `cookies` are added for the url's site first."""
+    context = browser.new_context(**context_options)
+    if cookies:
+        context.add_cookies([dict(cookie, url=url) for cookie in cookies])
+    page = context.new_page()
+    page.goto(url)
+    wait_for_status(page, CONNECTED)
+    return page
+
+
+def wait_for_status(page, pattern, timeout=TIMEOUT):
+    page.locator("#status", has_text=pattern).wait_for(timeout=timeout * 1000)
+
+
+def shown(page):
+    """[(id, text of the item)] of the messages the page shows, top to bottom."""
+    return [
+        (int(data_id), text)
+        for data_id, text in page.eval_on_selector_all(
+            "#messages li[data-id]", "items => items.map(li => [li.dataset.id, li.textContent])"
+        )
+    ]
+
+
+def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
+    """Waits until the page shows exactly the stored rows [(id, text)]: their ids, in order,
+    each once, each item holding its message's text."""
+    expected = [number for number, _ in rows]
+    try:
+        wait_until(
+            lambda: [number for number, _ in shown(page)] == expected,
+            timeout=timeout,
+            message=f"the page to show the {len(expected)} stored messages",
+        )
+    except TimeoutError:
+        ids = [number for number, _ in shown(page)]
+        missing = sorted(set(expected) - set(ids))
+        extra = sorted(set(ids) - set(expected))
+        duplicates = len(ids) - len(set(ids))
+        raise AssertionError(
+            f"page shows {len(ids)} items; {len(missing)} stored ones missing {missing[:10]}, "
+            f"{len(extra)} not stored {extra[:10]}, {duplicates} duplicates, "
+            f"in order: {ids == sorted(ids)}; status: {page.inner_text('#status')!r}"
+        ) from None
+    for (_, text), (_, item) in zip(rows, shown(page), strict=True):
+        assert text in item, (text, item)
+    return True
+
+
+def send_from(page, text):
+    page.fill("#message", text)
+    page.click("#send")
+
+
+# --- what the database holds ------------------------------------------------------------------
+
+
+def stored(directory, room):
+    """[(id, text)] of the room's stored messages, in id order, read from the SQLite file of a
+    step copy in `directory` (read-only: the servers keep writing)."""
+    uri = f"file:{directory / 'db.sqlite3'}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=20) as database:
+        return database.execute(
+            "SELECT id, text FROM chat_message WHERE room = ? ORDER BY id", (room,)
+        ).fetchall()
+
+
+def stored_texts(directory, room):
+    return [text for _, text in stored(directory, room)]
