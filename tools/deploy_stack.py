@@ -19,6 +19,7 @@ import contextlib
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -236,6 +237,22 @@ class DeployStack:
         if self.postgres is None:
             return "SQLite (db.sqlite3; Django 3.0 cannot use PostgreSQL's drivers)"
         return f"PostgreSQL on port {self.postgres.port} (kept in run/postgres/)"
+
+    def query(self, sql, parameters=()):
+        """Rows of a read-only query on the site's database (PostgreSQL's or the SQLite
+        file), for the tests: what is stored, whatever the workers hold in memory."""
+        if self.postgres is not None:
+            import psycopg  # the current track's driver; the django30 track has none
+
+            with psycopg.connect(self.postgres.url) as database:
+                return database.execute(sql.replace("?", "%s"), parameters).fetchall()
+        uri = f"file:{self.directory / 'db.sqlite3'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=20) as database:
+            return database.execute(sql, parameters).fetchall()
+
+    def stored(self, room):
+        """[(id, text)] of the room's stored messages, in id order."""
+        return self.query("SELECT id, text FROM chat_message WHERE room = ? ORDER BY id", (room,))
 
     @property
     def secret_key_file(self):

@@ -15,7 +15,6 @@ https://www.postgresql.org/docs/15/server-start.html
 
 import contextlib
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -23,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tools.server_process import ServerProcess, free_port, group_alive
+from tools.server_process import ServerProcess, free_port, group_alive, python_environment
 from tools.waiting import wait_until
 
 # Debian keeps PostgreSQL's programs out of PATH, one directory per major version.
@@ -35,8 +34,10 @@ DATABASE = USER = "newtest"
 # PostgreSQL directory on PATH: a password, a cluster whose only user has it, the server on
 # loopback only, and the site's database. The server runs these lines, with its directory,
 # port and socket directory in place of the README's.
+PATH_COMMAND = 'export PATH="/usr/lib/postgresql/15/bin:$PATH"'
 PASSWORD_COMMAND = (
-    "python -c 'import secrets; print(secrets.token_urlsafe(24))' > run/postgres/password"
+    "mkdir -p run/postgres"
+    " && python -c 'import secrets; print(secrets.token_urlsafe(24))' > run/postgres/password"
 )
 INITDB_COMMAND = (
     "initdb -D run/postgres/data -U newtest --pwfile=run/postgres/password"
@@ -44,7 +45,13 @@ INITDB_COMMAND = (
 )
 POSTGRES_COMMAND = 'postgres -D run/postgres/data -h 127.0.0.1 -p 5432 -k "$PWD/run/postgres"'
 CREATEDB_COMMAND = "createdb -h 127.0.0.1 -p 5432 -U newtest newtest"
-README_COMMANDS = (PASSWORD_COMMAND, INITDB_COMMAND, POSTGRES_COMMAND, CREATEDB_COMMAND)
+README_COMMANDS = (
+    PATH_COMMAND,
+    PASSWORD_COMMAND,
+    INITDB_COMMAND,
+    POSTGRES_COMMAND,
+    CREATEDB_COMMAND,
+)
 
 
 def with_values(command, values):
@@ -141,7 +148,14 @@ class PostgresServer(ServerProcess):
         directory (a kept directory's cluster is reused)."""
         if (self.data_directory / "PG_VERSION").exists():
             return False
-        self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        # The README's line, with this server's directory in place of run/postgres.
+        subprocess.run(
+            PASSWORD_COMMAND.replace("run/postgres", shlex.quote(str(self.directory))),
+            shell=True,
+            env=python_environment(),
+            check=True,
+            timeout=60,
+        )
         os.chmod(self.password_file, 0o600)
         if as_postgres_user():
             closed = [p for p in self.directory.parents if not os.stat(p).st_mode & 0o001]
