@@ -62,12 +62,11 @@ WORKER_COMMAND = (
     " --timeout-graceful-shutdown 10 --port 8001 newtest.asgi:application"
 )
 WORKER_SERVER = "uvicorn"
-WS_MAX_SIZE = 65536
 NGINX_COMMAND = "nginx -p . -c deploy/nginx.conf -e stderr -g 'daemon off;'"
 CHECK_DEPLOY_COMMAND = "python manage.py check --deploy"
-# The database each track's site runs on: Django 3.0 works with no PostgreSQL driver that
-# installs on Python 3.11 (psycopg2 2.9: "database connection isn't set to UTC"; 2.8 does not
-# import), so that track keeps step 06's SQLite file.
+# The database each track's site runs on: no PostgreSQL driver Django 3.0 can use works on
+# Python 3.11 (psycopg2 2.9: "database connection isn't set to UTC"; 2.8 does not import),
+# so that track keeps step 06's SQLite file.
 DATABASES = {"django30": "sqlite", "current": "postgresql"}
 # Every command the README shows for this step, for tests/test_readmes.py: the worker lines
 # once per port the README gives them (8001 and 8002).
