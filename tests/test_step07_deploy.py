@@ -15,14 +15,11 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import struct
 import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
@@ -60,13 +57,14 @@ from tools.deploy_stack import (
     README_COMMANDS,
     STEP,
     DeployStack,
+    copy_of_the_site,
     free_site_port,
     tls_port_of,
 )
 from tools.readme_outputs import SHOWN_OUTPUTS, difference, is_fresh, shown_block
 from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import HOST, port_is_taken
-from tools.step_commands import copy_step, manage
+from tools.step_commands import manage
 from tools.waiting import wait_until
 
 USERNAME, PASSWORD = "alice", "a long password for the test"
@@ -84,24 +82,11 @@ def system_programs():
     require_deploy_tools()
 
 
-@contextlib.contextmanager
-def copy_of_the_step():
-    """A copy of the step in a new directory that every user may enter: started as root,
-    PostgreSQL runs as the `postgres` user, who must reach its cluster in the copy's run/
-    (pytest's own temporary directories are closed to other users). Removed afterwards."""
-    parent = Path(tempfile.mkdtemp(prefix="step07-"))
-    try:
-        parent.chmod(0o755)
-        yield copy_step(STEP, parent)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def site(system_programs):
     """The site as deployed (PostgreSQL, Redis, two workers, nginx), one per module, for the
     tests that leave it as they found it."""
-    with copy_of_the_step() as directory, DeployStack(directory=directory) as stack:
+    with copy_of_the_site() as directory, DeployStack(directory=directory) as stack:
         yield stack
 
 
@@ -112,7 +97,7 @@ def deploy(system_programs):
     with contextlib.ExitStack() as started:
 
         def start(**options):
-            directory = started.enter_context(copy_of_the_step())
+            directory = started.enter_context(copy_of_the_site())
             return started.enter_context(DeployStack(directory=directory, **options))
 
         yield start
@@ -303,7 +288,7 @@ def test_without_redis_a_room_splits_between_the_workers(deploy, site):
 def site_without_upgrade_lines(system_programs):
     """A site whose nginx.conf lacks the two lines that pass a WebSocket handshake on."""
     edit = lambda text: without(UPGRADE_LINES, text)  # noqa: E731
-    with copy_of_the_step() as directory, DeployStack(directory, edit_config=edit) as stack:
+    with copy_of_the_site() as directory, DeployStack(directory, edit_config=edit) as stack:
         yield stack
 
 
@@ -939,7 +924,7 @@ def test_make_run_serves_the_site_and_a_login_outlives_a_restart(track):
     login made before still logs the page and its socket in."""
     port = free_site_port()
     http_url = f"http://127.0.0.1:{port}"
-    with copy_of_the_step() as copy:
+    with copy_of_the_site() as copy:
         with make_run(track, port, copy) as started:
             page = requests.get(f"{http_url}/chat/lobby/", timeout=TIMEOUT)
             assert page.status_code == 200 and page.headers["Server"].startswith("nginx")

@@ -22,6 +22,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tools.postgres_server import PostgresServer, postgres_bin_directory
 from tools.redis_server import RedisServer
 from tools.repository import step_directory
 from tools.server_process import HOST, PortTaken, free_port, port_is_taken, python_environment
-from tools.step_commands import manage, migrate, readme_server
+from tools.step_commands import copy_step, manage, migrate, readme_server
 from tools.tracks import running_track
 from tools.waiting import wait_until
 
@@ -127,6 +128,19 @@ def missing_programs(database=None):
         needed["postgres"] = POSTGRES_INSTALL_HINT
         found["postgres"] = postgres_bin_directory()  # Debian's is not on PATH
     return {name: hint for name, hint in needed.items() if not found.get(name, shutil.which(name))}
+
+
+@contextlib.contextmanager
+def copy_of_the_site():
+    """A copy of step 07 in a new directory that every user may enter, removed afterwards:
+    started as root, PostgreSQL runs as the `postgres` user, who must reach its cluster in the
+    copy's run/ (pytest's own temporary directories are closed to other users)."""
+    parent = Path(tempfile.mkdtemp(prefix="step07-"))
+    try:
+        parent.chmod(0o755)
+        yield copy_step(STEP, parent)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def tls_port_of(port):
