@@ -1,4 +1,5 @@
-"""System programs the tests need (chromium, redis-server, nginx), found or reported."""
+"""System programs the tests need (chromium, redis-server, nginx, PostgreSQL), found or
+reported."""
 
 import os
 import shutil
@@ -15,6 +16,10 @@ def require_tool(name, install_hint):
     path = shutil.which(name)
     if path:
         return path
+    not_installed(name, install_hint)
+
+
+def not_installed(name, install_hint):
     message = f"{name} is not installed; install it with: {install_hint}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
@@ -22,6 +27,8 @@ def require_tool(name, install_hint):
 
 
 def require_deploy_tools():
-    """What step 07's site runs besides Python: nginx, redis-server, openssl."""
+    """What step 07's site runs besides Python: nginx, redis-server, openssl, and PostgreSQL
+    on the tracks whose site uses it (found in Debian's /usr/lib/postgresql/<version>/bin,
+    which is not on PATH)."""
     for name, install_hint in missing_programs().items():
-        require_tool(name, install_hint)
+        not_installed(name, install_hint)

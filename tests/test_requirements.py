@@ -50,9 +50,15 @@ def test_step_requirements_pin_the_tracks_locked_versions(step, track):
     assert pins["django"].startswith(TRACKS[track]["Django"])
 
 
+# What one track's file of a step names and the other's does not: step 07's current track
+# runs on PostgreSQL with psycopg 3, which Django 3.0 cannot use (step07_deploy/README.md).
+CURRENT_TRACK_ONLY = {"step07_deploy": {"psycopg"}}
+
+
 @pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)
 def test_both_files_of_a_step_name_the_same_packages(step):
-    assert set(step_pins(step, "django30")) == set(step_pins(step, "current"))
+    only = CURRENT_TRACK_ONLY.get(step.name, set())
+    assert set(step_pins(step, "django30")) | only == set(step_pins(step, "current"))
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda p: p.name)

@@ -1,6 +1,7 @@
 """The top README's set-up commands do what it says: `make run` serves a step and stops
 cleanly on Ctrl-C, `make test` is what CI runs, and the version table is the lock files'."""
 
+import contextlib
 import os
 import re
 import shlex
@@ -18,7 +19,7 @@ import requests
 from tests.system_tools import require_deploy_tools
 from tests.test_requirements import locked_versions
 from tools.deploy_stack import STEP as DEPLOY_STEP
-from tools.deploy_stack import free_site_port
+from tools.deploy_stack import copy_of_the_site, free_site_port
 from tools.readme_console import console_commands
 from tools.repository import REPO_ROOT, step_directory
 from tools.server_process import READINESS_REQUEST_LINE, free_port
@@ -61,11 +62,14 @@ def test_readme_shows_how_to_serve_step_03_with_daphne():
 def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
     step = re.search(r"STEP=(\d+)", command).group(1)
     port = free_port()
+    # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
+    copies = contextlib.ExitStack()
     if step_directory(step).name == DEPLOY_STEP:
         require_deploy_tools()
         port = free_site_port()  # nginx listens on PORT and on PORT+443 (https)
-    # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
-    copy = copy_step(step, tmp_path)
+        copy = copies.enter_context(copy_of_the_site())  # where PostgreSQL may keep its data
+    else:
+        copy = copy_step(step, tmp_path)
     argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}", f"STEP_COPY={copy}"]
     # A session of its own, so Ctrl-C reaches make and everything below it, as in a terminal.
     make = subprocess.Popen(
@@ -104,9 +108,10 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
     # A step whose README has the reader run migrate gets it from make run too.
     readme_migrates = "$ python manage.py migrate\n" in (copy / "README.md").read_text()
     assert ("manage.py migrate --noinput" in "".join(output)) == readme_migrates
-    if readme_migrates:
+    if readme_migrates and (copy / "db.sqlite3").exists():  # step 07 on PostgreSQL: its tests
         tables = sqlite3.connect(copy / "db.sqlite3").execute("SELECT name FROM sqlite_master")
         assert ("django_session",) in tables.fetchall()
+    copies.close()
 
 
 def test_make_run_on_a_port_another_program_serves_says_so_and_fails(track):

@@ -112,6 +112,7 @@ class ChatClient:
         self.websocket = None
         self.reader = None
         self.close_code = None
+        self.close_codes = []  # of every socket it had, as each closed (see reconnect)
         self.new_frame = asyncio.Event()
         # What a catch-up client holds: message ids, and the newest with no gap before it.
         self.following = {}  # previous_id -> id, for every message held
@@ -132,6 +133,26 @@ class ChatClient:
         self.reader = asyncio.create_task(self._read())
         return self
 
+    async def reconnect(self):
+        """Opens a new socket after the last one closed, as step 06's page does: with
+        `?after=<newest id with no gap before it>` for a catch-up client, keeping what it
+        holds. Every socket's close code is kept in `close_codes`."""
+        if self.reader is not None:
+            await self.reader
+        url = self.url + (f"?after={self.contiguous}" if self.catch_up else "")
+        self.websocket = await connect(
+            url,
+            origin=self.origin,
+            additional_headers=self.headers,
+            open_timeout=self.open_timeout,
+            compression=None,
+            max_queue=None,
+        )
+        self.close_code = None
+        self.requested = None
+        self.reader = asyncio.create_task(self._read())
+        return self
+
     async def _read(self):
         try:
             async for raw in self.websocket:
@@ -147,6 +168,7 @@ class ChatClient:
             pass
         finally:
             self.close_code = self.websocket.close_code
+            self.close_codes.append(self.close_code)
             self.new_frame.set()
 
     async def _follow(self, frame):

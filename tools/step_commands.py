@@ -24,7 +24,10 @@ SERVERS = tuple(README_COMMANDS)
 ASGI_SERVERS = ("daphne", "uvicorn")
 MIGRATE_COMMAND = "python manage.py migrate --noinput"
 # What a copy of a step leaves out: what running it made, not what a learner wrote.
-NOT_COPIED = shutil.ignore_patterns("db.sqlite3", "__pycache__", "*.pyc", "staticfiles")
+# (Step 07 keeps its secret key and PostgreSQL's cluster in run/.)
+NOT_COPIED = shutil.ignore_patterns(
+    "db.sqlite3", "__pycache__", "*.pyc", "staticfiles", "secret_key", "postgres"
+)
 
 
 def command_with_address(readme_command, port, host=HOST):
