@@ -59,7 +59,7 @@ from tools.chat_driver import (
 )
 from tools.readme_console import find_command
 from tools.repository import step_directory
-from tools.step_commands import copy_step, manage, migrate, readme_server
+from tools.step_commands import copy_step, manage, migrate
 from tools.waiting import wait_until
 
 STEP = "step06_reliable_chat"
@@ -266,8 +266,19 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
         # The proxies forward frames only while the test is in a Playwright call.
         wait_in_page(pages[0], load.done, timeout=150, message="the load to end")
         run_ = load.result()
-    assert not run_.unanswered() and run_.confirmed_texts() == run_.sent_texts()
-    expected = len(typed) + len(run_.sent())
+    assert not run_.unanswered()
+    assert_each_message_answered_once(run_)  # its own copy, or a refusal by name
+    # A loaded machine may push the room past what it stores in time: then a typed line is
+    # refused by name, shown with its text, and not stored; anything else is an error.
+    refused_typed = set()
+    for page in pages:
+        for line in error_lines(page):
+            assert BUSY in line, line
+            refused_typed |= {text for text in typed if f'"{text}"' in line}
+    if refused_typed:
+        print(f"{len(refused_typed)} typed lines refused as busy (a loaded machine)")
+    kept = [text for text in typed if text not in refused_typed]
+    expected = len(kept) + len(run_.confirmed_texts())
     rows = wait_in_page(
         pages[0],
         lambda: len(stored(directory, room)) >= expected and stored(directory, room),
@@ -275,12 +286,13 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
         message=lambda: f"{expected} stored messages, not {len(stored(directory, room))}",
     )
     texts = [text for _, text in rows]
-    assert sorted(texts) == sorted(typed + [s.text for s in run_.sent()])  # each stored once
+    assert sorted(texts) == sorted(kept + list(run_.confirmed_texts()))  # each stored once
     for page, proxy in zip(pages, proxies, strict=True):
         wait_until_shows(page, rows)  # every message once, in id order, on every page
         # The answer to a resend may come after the catch-up that showed the message.
         wait_in_page(page, lambda page=page: page.locator("#outbox li").count() == 0)
-        assert error_lines(page) == []  # nothing refused, nobody asked to decide anything
+        # Nothing but a busy room refused, nobody asked to decide anything.
+        assert all(BUSY in line for line in error_lines(page)), error_lines(page)
         # The page's own resends: each cut message went out again, with the same ref.
         assert len(proxy.cuts) == len(CUT_AFTER), proxy.cuts
         assert set(proxy.cuts) <= set(proxy.resent()), (proxy.cuts, proxy.resent())
@@ -318,30 +330,6 @@ def test_senders_that_leave_at_once_still_have_everything_they_sent_stored(serve
     assert sorted(text for _, text in rows) == sorted(sent)
     time.sleep(0.5)  # the consumers' last sends and disconnects come after the last store
     assert "Traceback" not in server.log_after(mark)
-
-
-# Daphne's --application-close-timeout, shortened from its 10 s so that the backlog below
-# (60 sockets x 20 messages, some seconds of storing) certainly outlasts it.
-SHORT_CLOSE_TIMEOUT_DAPHNE = "daphne --application-close-timeout 1 newtest.asgi:application"
-
-
-def test_daphne_drops_what_a_departed_sender_left_queued_once_its_close_timeout_passes(
-    machine_to_itself, migrated_step
-):
-    """Why the load tests' senders stay until they hear back: Daphne reads every frame as it
-    comes and queues it for the consumer, but once the client has gone it gives the consumer
-    application_close_timeout seconds, then cancels it, and what is still queued is dropped."""
-    directory = migrated_step(STEP)
-    room = new_room()
-    with readme_server(STEP, SHORT_CLOSE_TIMEOUT_DAPHNE, directory=directory) as daphne:
-        clients = run_async(send_and_leave(daphne, room, 60))
-        daphne.wait_for_log("took too long to shut down and was killed", timeout=30)
-        time.sleep(3)  # whatever was not cancelled finishes storing
-        count = len(stored(directory, room))
-        assert 0 < count < 60 * LEAVING_MESSAGES, count
-        assert not any(client.refusals() for client in clients)
-        # Nothing failed: the consumers were cancelled, not broken.
-        assert "Traceback" not in daphne.log_text()
 
 
 def test_the_readme_states_the_real_flood_control_and_length_limit():
@@ -507,8 +495,13 @@ def test_a_bad_frame_is_refused_by_its_ref_on_that_socket_only_and_nothing_is_st
         assert refusal["error"] and refusal["refused"]["ref"] == ref
         assert refusal["refused"]["number"] == 1
         say(alice, LONGEST_TEXT, ref="longest")
-        assert frames_before(bob, LONGEST_TEXT) == [{"joined": room, "newest_id": None}]
-        assert heard_message(alice, LONGEST_TEXT)["ref"] == "longest"
+        # Nothing but bob's own "joined" came before it (whose newest_id is the longest text's
+        # when bob's history was read just after it was stored).
+        (joined,) = frames_before(bob, LONGEST_TEXT)
+        longest = heard_message(alice, LONGEST_TEXT)
+        assert longest["ref"] == "longest"
+        assert joined == {"joined": room, "newest_id": joined["newest_id"]}
+        assert joined["newest_id"] in (None, longest["id"])
     assert stored_texts(migrated_step(STEP), room) == [LONGEST_TEXT]
     assert "Traceback" not in server.log_text()
 
