@@ -495,13 +495,12 @@ def test_a_bad_frame_is_refused_by_its_ref_on_that_socket_only_and_nothing_is_st
         assert refusal["error"] and refusal["refused"]["ref"] == ref
         assert refusal["refused"]["number"] == 1
         say(alice, LONGEST_TEXT, ref="longest")
-        # Nothing but bob's own "joined" came before it (whose newest_id is the longest text's
-        # when bob's history was read just after it was stored).
-        (joined,) = frames_before(bob, LONGEST_TEXT)
+        # Nothing but bob's own "joined" came before it: that, or nothing when bob's history
+        # was read just after the longest text was stored (the text then comes in it, first).
+        before = frames_before(bob, LONGEST_TEXT)
         longest = heard_message(alice, LONGEST_TEXT)
         assert longest["ref"] == "longest"
-        assert joined == {"joined": room, "newest_id": joined["newest_id"]}
-        assert joined["newest_id"] in (None, longest["id"])
+        assert before in ([], [{"joined": room, "newest_id": None}]), before
     assert stored_texts(migrated_step(STEP), room) == [LONGEST_TEXT]
     assert "Traceback" not in server.log_text()
 
@@ -818,7 +817,9 @@ def test_a_page_asks_again_for_an_unfilled_gap_ever_more_rarely(played_server):
     times = [when for when, _ in asks]
     waits = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     for wait, promised in zip(waits, [1, 2, 4], strict=True):
-        assert wait >= promised * 0.9, waits
+        # The page's timer, seen from the test through Playwright's routing: a loaded
+        # machine delivers a frame up to a quarter of a second late, or early.
+        assert wait >= promised - 0.25, waits
 
     route.send(frame(3))  # the gap filled: every message in id order, no further ask
     wait_until(
