@@ -294,7 +294,9 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
         # Nothing but a busy room refused, nobody asked to decide anything.
         assert all(BUSY in line for line in error_lines(page)), error_lines(page)
         # The page's own resends: each cut message went out again, with the same ref.
-        assert len(proxy.cuts) == len(CUT_AFTER), proxy.cuts
+        # At most one cut per chosen message (on a loaded machine a chosen one may be refused
+        # as busy, or answered before the proxy could cut), and at least one.
+        assert 1 <= len(proxy.cuts) <= len(CUT_AFTER), proxy.cuts
         assert set(proxy.cuts) <= set(proxy.resent()), (proxy.cuts, proxy.resent())
     print("resent by the pages:", [len(proxy.resent()) for proxy in proxies])
     assert no_database_trouble(server)
@@ -495,12 +497,14 @@ def test_a_bad_frame_is_refused_by_its_ref_on_that_socket_only_and_nothing_is_st
         assert refusal["error"] and refusal["refused"]["ref"] == ref
         assert refusal["refused"]["number"] == 1
         say(alice, LONGEST_TEXT, ref="longest")
-        # Nothing but bob's own "joined" came before it: that, or nothing when bob's history
-        # was read just after the longest text was stored (the text then comes in it, first).
+        # Nothing but bob's own "joined" came before it. Bob's history may be read while the
+        # longest text is stored: it then comes in the history, before "joined" ([]), or just
+        # after the history was read, and "joined" names it as the room's newest.
         before = frames_before(bob, LONGEST_TEXT)
         longest = heard_message(alice, LONGEST_TEXT)
         assert longest["ref"] == "longest"
-        assert before in ([], [{"joined": room, "newest_id": None}]), before
+        joined = [{"joined": room, "newest_id": newest} for newest in (None, longest["id"])]
+        assert before in ([], [joined[0]], [joined[1]]), before
     assert stored_texts(migrated_step(STEP), room) == [LONGEST_TEXT]
     assert "Traceback" not in server.log_text()
 
