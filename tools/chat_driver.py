@@ -735,13 +735,15 @@ class CuttingProxy:
 # --- what the database holds ------------------------------------------------------------------
 
 
-def stored(directory, room):
+def stored(directory, room, column="text"):
     """[(id, text)] of the room's stored messages, in id order, read from the SQLite file of a
-    step copy in `directory` (read-only: the servers keep writing)."""
+    step copy in `directory` (read-only: the servers keep writing); another `column` (such as
+    "ref") instead of the text when asked."""
+    assert column in ("text", "ref"), column  # a column name cannot be a query parameter
     uri = f"file:{directory / 'db.sqlite3'}?mode=ro"
     with sqlite3.connect(uri, uri=True, timeout=20) as database:
         return database.execute(
-            "SELECT id, text FROM chat_message WHERE room = ? ORDER BY id", (room,)
+            f"SELECT id, {column} FROM chat_message WHERE room = ? ORDER BY id", (room,)
         ).fetchall()
 
 
@@ -751,11 +753,7 @@ def stored_texts(directory, room):
 
 def stored_refs(directory, room):
     """[(id, ref)] of the room's stored messages ('' for a message sent without one)."""
-    uri = f"file:{directory / 'db.sqlite3'}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=20) as database:
-        return database.execute(
-            "SELECT id, ref FROM chat_message WHERE room = ? ORDER BY id", (room,)
-        ).fetchall()
+    return stored(directory, room, column="ref")
 
 
 def step_constants(directory, relative_path):
