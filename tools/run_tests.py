@@ -28,6 +28,9 @@ from tools.leftover_processes import start_run, stop_leftovers
 from tools.repository import REPO_ROOT, STEP_DIRECTORIES, step_directory
 from tools.tracks import TRACKS, track_python
 
+# Names a file to which the run writes every test's time as JSON ({"track test id": seconds}).
+TEST_TIMES_FILE = "TEST_TIMES_FILE"
+
 # -rs: pytest's short summary lists every skip with its reason (which tool to install);
 # tools/durations_plugin.py writes each test's time for the list of the slowest at the end.
 PYTEST_OPTIONS = ["-p", "no:cacheprovider", "-rs", "-p", "tools.durations_plugin"]
@@ -197,6 +200,10 @@ def print_times(runs):
             "tests (setup and teardown included: a module's server counts in its first test) ====="
         )
         print("\n".join(slowest(durations)))
+    times_file = os.environ.get(TEST_TIMES_FILE)
+    if times_file:  # every test's time, not only the slowest, for whoever plans a faster suite
+        with open(times_file, "w") as file:
+            json.dump({f"{track} {test}": s for (track, test), s in durations.items()}, file)
     print("\n===== time per pytest process =====")
     for run in runs:
         for label, seconds, tests in run.process_times:
