@@ -290,9 +290,15 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
     for page, proxy in zip(pages, proxies, strict=True):
         wait_until_shows(page, rows)  # every message once, in id order, on every page
         # The answer to a resend may come after the catch-up that showed the message.
-        wait_in_page(page, lambda page=page: page.locator("#outbox li").count() == 0)
-        # Nothing but a busy room refused, nobody asked to decide anything.
+        wait_in_page(page, lambda page=page: page.locator("#outbox li:not(.refused)").count() == 0)
+        # Nothing but a busy room refused, nobody asked to decide anything; what it refused
+        # stays in the outbox, to be sent again with a click.
         assert all(BUSY in line for line in error_lines(page)), error_lines(page)
+        held = page.locator("#outbox li.refused").all_text_contents()
+        assert all(text.startswith("not sent: page ") for text in held), held
+        assert {
+            text.removeprefix("not sent: ").removesuffix(" send again") for text in held
+        } <= refused_typed
         # The page's own resends: each cut message went out again, with the same ref.
         # At most one cut per chosen message (on a loaded machine a chosen one may be refused
         # as busy, or answered before the proxy could cut), and at least one.
@@ -866,18 +872,28 @@ def test_a_page_resends_by_itself_what_a_lost_connection_left_unanswered(played_
         json.dumps({"id": 2, "previous_id": 1, "message": "never answered", "ref": refs[2]})
     )
     wait_in_page(page, lambda: [number for number, _ in shown(page)] == [1, 2])
-    assert page.locator("#outbox li").count() == 0
-    # The refusal as the README shows it, the text kept in the input to be sent again later.
+    assert page.locator("#outbox li:not(.refused)").count() == 0
+    # The refusal as the README shows it; the refused text stays in the outbox, and its
+    # button sends it again under a new ref.
     readme = (step_directory(STEP) / "README.md").read_text()
     (shown_in_readme,) = [
         line for line in readme.splitlines() if line.startswith("error: not sent")
     ]
     assert error_lines(page) == [shown_in_readme.replace("<the text>", "refused")]
-    assert page.input_value("#message") == "refused"
+    assert page.locator("#outbox li.refused").all_text_contents() == [
+        "not sent: refused send again"
+    ]
+    assert page.input_value("#message") == ""  # the input is the person's, never filled for them
+    page.click("#outbox li.refused button")
+    wait_in_page(page, lambda: len(played_server.by_route[1]) == 2)
+    again = played_server.by_route[1][1]
+    assert again["message"] == "refused" and again["ref"] not in refs, again
+    routes[1].send(json.dumps({"id": 3, "previous_id": 2, "message": "refused", **again}))
+    wait_in_page(page, lambda: page.locator("#outbox li").count() == 0)
     # A 2,000-character word wraps instead of widening the page.
     word = "w" * MAX_MESSAGE_LENGTH
-    routes[1].send(json.dumps({"id": 3, "previous_id": 2, "message": word}))
-    wait_in_page(page, lambda: len(shown(page)) == 3)
+    routes[1].send(json.dumps({"id": 4, "previous_id": 3, "message": word}))
+    wait_in_page(page, lambda: len(shown(page)) == 4)
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths
     routes[1].close(code=1011)  # a second drop: nothing is left to resend

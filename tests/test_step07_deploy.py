@@ -660,11 +660,6 @@ LONGEST_MESSAGE = "\U0001f600" * 1980
 LONGEST_FRAME_OUT = 12 * 1980
 
 
-# Known regression, kept visible: step 06's writer sends a burst of stored messages as one
-# group event, and the layer's capacity counts events, not messages, so a stalled reader's
-# channel now holds up to capacity x burst messages (24 MiB of 33 MiB sent in CI, the bound
-# below is a third). Issue 20 stays open on this.
-@pytest.mark.xfail(reason="a stalled reader's layer queue holds bursts, not messages")
 def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
     room = new_room()
     # The sync client stops reading from its socket once 4 frames wait unread: a tab whose

@@ -8,7 +8,8 @@ Three things say the process is behind, all measured here and now, in this proce
 - storing: how long the oldest message has waited in the writer (chat/message_writer.py);
 - delivering: how late this socket's consumer got the room's last messages. A consumer
   handles its socket's frames and the room's messages in turn, so when it is behind with the
-  one, it is behind with the other; and a socket that reads slowly is refused only its own.
+  one, it is behind with the other. A socket that reads slowly holds up neither (its frames
+  wait in its outbox, chat/outbox.py), so it is not refused for that.
 Each process judges for itself, so with several processes behind Redis the one whose sockets
 fall behind refuses its own senders.
 """

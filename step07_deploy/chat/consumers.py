@@ -19,6 +19,7 @@ from chat.busy_room import DeliveryLag, busy_reason
 from chat.flood_control import BURST, RATE, TokenBucket
 from chat.history import history_on_join, messages_after
 from chat.message_writer import Waiting, message_writer
+from chat.outbox import Outbox
 from chat.rooms import group_name, room_name_problem
 
 MAX_MESSAGE_LENGTH = 2000  # characters of message text, as typed
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 class ChatConsumer(AsyncWebsocketConsumer):
     group_name = None
+    outbox = None
 
     async def __call__(self, scope, receive, send):
         # If the consumer fails (most often: the channel layer lost Redis), tell the client
@@ -49,6 +51,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except Exception as error:
             await self.chat_failed(error)
+        finally:
+            if self.outbox:  # its task sends to this socket only
+                self.outbox.close()
 
     async def chat_failed(self, error):
         """Says why the chat stopped and closes with CHAT_FAILED; the writer calls it too, when
@@ -75,6 +80,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.writer = message_writer()
         self.delivery_lag = DeliveryLag()
         self.own_frames = {}  # message id -> ref, for this socket's messages the writer stored
+        # Everything from now on is sent through the outbox, in order, by a task of its own.
+        self.outbox = Outbox(self.room_name, self.send_now, self.chat_failed)
         self.group_name = group_name(self.room_name)
         try:
             # Join first, then read the history: a message stored in between arrives twice
@@ -86,9 +93,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         after = after_in_query(self.scope['query_string'])
         history, newest_id = await database_sync_to_async(history_on_join)(self.room_name, after)
         for message in history:
-            await self.send_json(message)
+            self.outbox.queue(json.dumps(message))
         # The history is all sent: the page is in the room now, and sends what it still owes.
-        await self.send_json({'joined': self.room_name, 'newest_id': newest_id})
+        self.outbox.queue(json.dumps({'joined': self.room_name, 'newest_id': newest_id}))
+        self.outbox.newest_id = newest_id
 
     async def disconnect(self, code):
         if self.group_name:
@@ -100,9 +108,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if problem:
             await self.refuse(problem, content)
         elif 'after' in content:
-            missed = await database_sync_to_async(messages_after)(self.room_name, content['after'])
-            for message in missed:
-                await self.send_json(message)
+            after = content['after']
+            self.outbox.queue_answer(
+                lambda: database_sync_to_async(messages_after)(self.room_name, after)
+            )
         elif not self.flood_control.take():
             await self.refuse_unless_stored(
                 f'too many messages: at most {BURST} at once and {RATE} a second; '
@@ -159,23 +168,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         are encoded again, with the ref it gave them."""
         self.delivery_lag.observe(event['stored_at'])
         frames = event['frames'].split('\n')
-        for message_id, text in zip(event['ids'].split(), frames, strict=True):
-            ref = self.own_frames.pop(int(message_id), None) if self.own_frames else None
-            if ref is not None:
-                text = json.dumps({**json.loads(text), 'ref': ref})
-            await self.send_text(text)
+        for message_id, text in zip(map(int, event['ids'].split()), frames, strict=True):
+            ref = self.own_frames.pop(message_id, None) if self.own_frames else None
+            if ref is None:
+                self.outbox.queue_room_message(text, message_id)
+            else:
+                self.outbox.queue(json.dumps({**json.loads(text), 'ref': ref}), message_id)
 
     async def chat_message(self, event):
         """Handles the group's 'chat.message' events: one per message sent to the room."""
         message = event['message']
         if event.get('sender') == self.channel_name and event.get('ref') is not None:
             message = {**message, 'ref': event['ref']}  # the sender learns which one it was
-        await self.send_json(message)
+        self.outbox.queue_room_message(json.dumps(message), message['id'])
 
     async def send_json(self, content):
-        await self.send_text(json.dumps(content))
+        """Sends an answer to this socket (a refusal, a resend's stored copy) after what is
+        queued for it (chat/outbox.py)."""
+        if self.outbox:
+            self.outbox.queue(json.dumps(content))
+        else:  # a socket refused at connect: nothing else is sent on it
+            await self.send_now(json.dumps(content))
 
-    async def send_text(self, text):
+    async def send_now(self, text):
         try:
             await self.send(text_data=text)
         except CLIENT_GONE:

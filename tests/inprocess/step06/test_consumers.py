@@ -1,6 +1,7 @@
 """Step 06's chat consumer in process, through the whole `newtest.asgi.application`, with
 Channels' WebsocketCommunicator, the in-memory layer and an in-memory test database."""
 
+import asyncio
 import json
 import uuid
 
@@ -18,7 +19,7 @@ from django.test import Client
 from redis.exceptions import ConnectionError as RedisConnectionError
 from uvicorn.protocols.utils import ClientDisconnected
 
-from chat import consumers, resends
+from chat import consumers, outbox, resends
 from chat.consumers import CHAT_FAILED, MAX_MESSAGE_LENGTH, ChatConsumer
 from chat.flood_control import BURST, RATE, TokenBucket
 from chat.history import HISTORY_LENGTH, store_message
@@ -354,3 +355,52 @@ async def test_announce_without_a_channel_layer_says_the_message_is_stored(monke
     printed = capsys.readouterr().out
     assert printed.startswith(f"message {number} stored in room {room}, but not sent")
     assert "they will get it when they catch up" in printed
+
+
+async def test_a_client_that_stops_reading_holds_up_nobody_and_catches_up_once_it_reads(
+    monkeypatch,
+):
+    """A socket's frames go out through its outbox, sent by a task of its own: while its client
+    does not read, its consumer and the process's writer carry on for everyone else, at most
+    QUEUED_LIMIT characters wait for it, and the room's messages past that are left out. Reading
+    again, it gets what waited, then a "joined" frame naming the newest id, and asks for the
+    rest."""
+    monkeypatch.setattr(outbox, "QUEUED_LIMIT", 5000)
+    room = new_room()
+    sleeper, bob = await connected(room, "?sleeper"), await connected(room)
+    await say(sleeper, {"message": "mine", "ref": "s1"})
+    mine = await heard(sleeper)
+    await heard(bob)
+    reading, stalled = asyncio.Event(), []
+    real_send = ChatConsumer.send
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        if self.scope["query_string"] == b"sleeper":  # its client stops reading
+            stalled.append(self)
+            await reading.wait()
+        await real_send(self, text_data, bytes_data, close)
+
+    monkeypatch.setattr(ChatConsumer, "send", send)
+    # The writer answers a resend to its sender only: the sleeper's answer must wait for it.
+    await say(sleeper, {"message": "mine", "ref": "s1"})
+    texts = [f"{number:02} " + "x" * 1000 for number in range(20)]
+    for number, text in enumerate(texts):  # with refs: his own copies are never left out
+        await say(bob, {"message": text, "ref": f"b{number}"})
+    to_bob = [await heard(bob) for _ in texts]  # nobody was held up
+    assert [frame["message"] for frame in to_bob] == texts
+    (consumer,) = set(stalled)
+    assert 0 < consumer.outbox.queued <= 5000 and consumer.outbox.left_out > 0
+    reading.set()
+    frames = [await heard(sleeper)]  # its own copy again, the answer to the resend
+    assert frames[0] == mine
+    while "joined" not in (frame := await heard(sleeper)):
+        frames.append(frame)
+    assert frame == {"joined": room, "newest_id": to_bob[-1]["id"]}
+    held = [f["id"] for f in frames[1:]]
+    assert all("ref" not in f for f in frames[1:])  # bob's refs are his own
+    assert held == [f["id"] for f in to_bob[: len(held)]] and len(held) < len(texts)
+    await say(sleeper, {"after": held[-1]})
+    rest = [await heard(sleeper) for _ in range(len(texts) - len(held))]
+    assert [f["id"] for f in rest] == [f["id"] for f in to_bob[len(held) :]]
+    for communicator in (sleeper, bob):
+        await communicator.disconnect()
