@@ -553,6 +553,23 @@ def heard_message(ws, text):
             return frame
 
 
+def said_once_taken(ws, text, timeout=TIMEOUT):
+    """Says `text` until the room takes it, as a person would after "the room is busy ... send
+    it again in a moment" (a refused message is not stored, so sending it again is safe);
+    returns the stored frame. Any other refusal fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        say(ws, text)
+        while True:
+            frame = heard(ws, timeout=max(0.1, deadline - time.monotonic()))
+            if "refused" in frame and frame["refused"]["message"] == text:
+                assert frame["error"].startswith("the room is busy: "), frame["error"]
+                time.sleep(0.5)
+                break
+            if frame.get("message") == text and "error" not in frame:
+                return frame
+
+
 def heard_error(ws):
     """Reads frames (messages still on their way, say) until an error arrives; returns it."""
     while True:

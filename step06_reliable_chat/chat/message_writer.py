@@ -30,6 +30,10 @@ from chat.resends import store_once, stored_with_ref
 from chat.rooms import group_name
 
 MAX_BURST = 200  # messages stored in one transaction at most; the rest wait for the next one
+# Characters of frames in one group event at most: a burst of long messages goes out as several
+# events. Every socket's consumer gets its own copy of an event (Redis sends one to each), so
+# the size of one event, times the sockets of a process, is memory the process needs at once.
+MAX_EVENT_LENGTH = 64 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +175,11 @@ def already_stored(keys):
 
 
 async def send_to_rooms(burst, answers):
-    """One group event per room for the burst's new messages: their frames, encoded, in id
-    order, joined into one string (JSON text holds no raw newline). One string because the
-    in-memory layer deep-copies an event for every socket in the group, item by item, and Redis
-    packs it: a list of a hundred frames costs a hundred times more to copy than one string.
+    """One group event per room for the burst's new messages (several for a burst of long ones,
+    see MAX_EVENT_LENGTH): their frames, encoded, in id order, joined into one string (JSON
+    text holds no raw newline). One string because the in-memory layer deep-copies an event
+    for every socket in the group, item by item, and Redis packs it: a list of a hundred
+    frames costs a hundred times more to copy than one string.
     Which frames go back to their sender with its ref, the writer tells the sender's consumer
     itself (it is in this process), so that the event is the same for everyone. A resend is
     answered to its sender only."""
@@ -194,19 +199,32 @@ async def send_to_rooms(burst, answers):
         texts.append(json.dumps(frame))
     layer = get_channel_layer()
     for room, (ids, texts) in rooms.items():
-        event = {
-            'type': 'chat.messages',
-            'ids': ' '.join(ids),
-            'frames': '\n'.join(texts),
-            'stored_at': time.time(),
-        }
         try:
-            await layer.group_send(group_name(room), event)
+            for first, last in events_of(texts):
+                event = {
+                    'type': 'chat.messages',
+                    'ids': ' '.join(ids[first:last]),
+                    'frames': '\n'.join(texts[first:last]),
+                    'stored_at': time.time(),
+                }
+                await layer.group_send(group_name(room), event)
         except Exception as error:
             # Stored but not sent (Redis gone): each sender's consumer stops as it would have
             # if its own group_send had failed; its page reconnects and catches up.
             senders = {w.consumer for w in burst if w.room == room}
             await asyncio.gather(*(tell(consumer.chat_failed(error)) for consumer in senders))
+
+
+def events_of(texts):
+    """(first, last) index ranges of `texts` that make one event each: as many frames as fit in
+    MAX_EVENT_LENGTH characters, and at least one."""
+    first, length = 0, 0
+    for index, text in enumerate(texts):
+        if index > first and length + len(text) > MAX_EVENT_LENGTH:
+            yield first, index
+            first, length = index, 0
+        length += len(text) + 1
+    yield first, len(texts)
 
 
 writers = weakref.WeakKeyDictionary()  # event loop -> its writer

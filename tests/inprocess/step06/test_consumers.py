@@ -366,6 +366,7 @@ async def test_a_client_that_stops_reading_holds_up_nobody_and_catches_up_once_i
     again, it gets what waited, then a "joined" frame naming the newest id, and asks for the
     rest."""
     monkeypatch.setattr(outbox, "QUEUED_LIMIT", 5000)
+    monkeypatch.setattr(outbox, "STALLED_AFTER", 0.2)
     room = new_room()
     sleeper, bob = await connected(room, "?sleeper"), await connected(room)
     await say(sleeper, {"message": "mine", "ref": "s1"})
@@ -383,6 +384,9 @@ async def test_a_client_that_stops_reading_holds_up_nobody_and_catches_up_once_i
     monkeypatch.setattr(ChatConsumer, "send", send)
     # The writer answers a resend to its sender only: the sleeper's answer must wait for it.
     await say(sleeper, {"message": "mine", "ref": "s1"})
+    while not stalled:  # the writer has answered, and the answer's send waits
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # past STALLED_AFTER: the sleeper counts as not reading
     texts = [f"{number:02} " + "x" * 1000 for number in range(20)]
     for number, text in enumerate(texts):  # with refs: his own copies are never left out
         await say(bob, {"message": text, "ref": f"b{number}"})
