@@ -916,9 +916,10 @@ def make_run(track, port, copy):
         started = psutil.Process(make.pid).children(recursive=True)
         yield started
     finally:
-        if not started:
+        if not started and make.poll() is None:
             started = psutil.Process(make.pid).children(recursive=True)
-        os.killpg(make.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # make has stopped by itself: say why
+            os.killpg(make.pid, signal.SIGINT)
         remaining, _ = make.communicate(timeout=60)
         _, still_running = psutil.wait_procs(started, timeout=15)
         for process in still_running:

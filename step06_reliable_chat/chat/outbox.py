@@ -110,4 +110,6 @@ class Outbox:
         self.sending_since = None
 
     def close(self):
-        self.task.cancel()
+        """Sends nothing more (called from the task itself, it ends with what it is doing)."""
+        if self.task is not asyncio.current_task():
+            self.task.cancel()

@@ -59,6 +59,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Says why the chat stopped and closes with CHAT_FAILED; the writer calls it too, when
         it cannot send a message this socket sent to the room."""
         log_failure(self.scope['url_route']['kwargs'].get('room_name'), error)
+        if self.outbox:  # nothing queued is sent after the close
+            self.outbox.close()
         reason = f'the chat stopped working ({type(error).__name__}): reconnect to try again'
         try:
             await self.base_send({'type': 'websocket.send', 'text': json.dumps({'error': reason})})
