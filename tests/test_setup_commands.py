@@ -16,12 +16,9 @@ import psutil
 import pytest
 import requests
 
-from tests.system_tools import require_deploy_tools
 from tests.test_requirements import locked_versions
-from tools.deploy_stack import STEP as DEPLOY_STEP
-from tools.deploy_stack import copy_of_the_site, free_site_port
 from tools.readme_console import console_commands
-from tools.repository import REPO_ROOT, step_directory
+from tools.repository import REPO_ROOT
 from tools.server_process import READINESS_REQUEST_LINE, free_port
 from tools.step_commands import README_COMMANDS, copy_step
 from tools.tracks import DEFAULT_TRACK, TRACKS
@@ -30,6 +27,9 @@ from tools.waiting import wait_until
 README = REPO_ROOT / "README.md"
 SHOWN = [c.command for c in console_commands(README)]
 RUN_COMMANDS = [c for c in SHOWN if c.startswith("make run ")]
+# `make run STEP=07` starts the whole site; tests/test_step07_deploy.py runs it (twice, the
+# second time on what the first left), with the same checks on Ctrl-C and more.
+SITE_RUN = "make run STEP=07"
 
 
 # The other make targets the README shows, and the test file that runs each one.
@@ -58,18 +58,18 @@ def test_readme_shows_how_to_serve_step_03_with_daphne():
     assert "make run STEP=03 SERVER=daphne" in RUN_COMMANDS
 
 
-@pytest.mark.parametrize("command", sorted(set(RUN_COMMANDS)))
+def test_the_site_run_is_tested_with_step_07():
+    assert SITE_RUN in RUN_COMMANDS
+    deploy_tests = (REPO_ROOT / "tests" / "test_step07_deploy.py").read_text()
+    assert '["make", "run", "STEP=07"' in deploy_tests
+
+
+@pytest.mark.parametrize("command", sorted(set(RUN_COMMANDS) - {SITE_RUN}))
 def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
     step = re.search(r"STEP=(\d+)", command).group(1)
     port = free_port()
     # STEP_COPY: make run serves a copy, since it migrates (and runserver makes db.sqlite3).
-    copies = contextlib.ExitStack()
-    if step_directory(step).name == DEPLOY_STEP:
-        require_deploy_tools()
-        port = free_site_port()  # nginx listens on PORT and on PORT+443 (https)
-        copy = copies.enter_context(copy_of_the_site())  # where PostgreSQL may keep its data
-    else:
-        copy = copy_step(step, tmp_path)
+    copy = copy_step(step, tmp_path)
     argv = shlex.split(command) + [f"PORT={port}", f"TRACK={track}", f"STEP_COPY={copy}"]
     # A session of its own, so Ctrl-C reaches make and everything below it, as in a terminal.
     make = subprocess.Popen(
@@ -91,27 +91,26 @@ def test_make_run_serves_the_step_and_stops_on_ctrl_c(command, track, tmp_path):
         assert requests.get(url, timeout=10).status_code == 200
     finally:
         # The server runs in a session of its own, so it is found now, while make is its ancestor.
-        started = psutil.Process(make.pid).children(recursive=True)
-        os.killpg(make.pid, signal.SIGINT)
+        started = psutil.Process(make.pid).children(recursive=True) if make.poll() is None else []
+        with contextlib.suppress(ProcessLookupError):  # make has stopped by itself: say why
+            os.killpg(make.pid, signal.SIGINT)
         remaining, _ = make.communicate(timeout=30)
         _, still_running = psutil.wait_procs(started, timeout=15)
         for process in still_running:
             process.kill()
     assert not still_running, f"left running after Ctrl-C: {still_running}"
     assert make.returncode in (0, 2, -signal.SIGINT), "".join(output) + remaining
-    if step_directory(step).name != DEPLOY_STEP:
-        # The launcher's readiness request is not shown as a visitor's; the test's own is.
-        assert not READINESS_REQUEST_LINE.search("".join(output)), "".join(output)
-        assert len(READINESS_REQUEST_LINE.findall(remaining)) == 1, remaining
+    # The launcher's readiness request is not shown as a visitor's; the test's own is.
+    assert not READINESS_REQUEST_LINE.search("".join(output)), "".join(output)
+    assert len(READINESS_REQUEST_LINE.findall(remaining)) == 1, remaining
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=5)
     # A step whose README has the reader run migrate gets it from make run too.
     readme_migrates = "$ python manage.py migrate\n" in (copy / "README.md").read_text()
     assert ("manage.py migrate --noinput" in "".join(output)) == readme_migrates
-    if readme_migrates and (copy / "db.sqlite3").exists():  # step 07 on PostgreSQL: its tests
+    if readme_migrates:
         tables = sqlite3.connect(copy / "db.sqlite3").execute("SELECT name FROM sqlite_master")
         assert ("django_session",) in tables.fetchall()
-    copies.close()
 
 
 def test_make_run_on_a_port_another_program_serves_says_so_and_fails(track):

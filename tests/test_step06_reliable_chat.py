@@ -904,7 +904,7 @@ def test_a_page_resends_by_itself_what_a_lost_connection_left_unanswered(played_
     assert [f["message"] for f in played_server.by_route[2]] == ["after the second drop"]
 
 
-RECONNECT_TRIES = 5  # tries each page makes while Redis is away before the test brings it back
+RECONNECT_TRIES = 4  # tries each page makes while Redis is away before the test brings it back
 
 
 def backoff_floor(number):

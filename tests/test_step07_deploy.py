@@ -47,6 +47,7 @@ from tools.chat_driver import (
     said_once_taken,
     say,
     send_from,
+    send_until_answered,
     shown,
     wait_for_status,
     wait_until_joined,
@@ -530,21 +531,23 @@ def test_with_four_workers_writing_at_once_every_reader_gets_the_stored_order(de
                 sender = ChatClient(url, f"sender-{number}", origin=stack.http_url)
                 senders.append(await sender.open())
 
-            async def burst(sender):
-                for number in range(messages_each):  # within flood control's burst of 30
-                    await sender.say(f"{sender.name} #{number}")
-
-            await asyncio.gather(*(burst(sender) for sender in senders))
-            total = senders_count * messages_each
+            # Within flood control's burst of 30; each answered by its copy or a refusal.
+            await asyncio.gather(
+                *(send_until_answered(s, messages_each, "burst", PAGE_TIMEOUT) for s in senders)
+            )
+            refusals = [r["error"] for sender in senders for r in sender.refusals()]
+            # A loaded machine may make a worker busy: that refusal, by name, is the only one.
+            assert all(e.startswith("the room is busy: ") for e in refusals), refusals[:3]
+            accepted = senders_count * messages_each - len(refusals)
             for reader in readers:
-                await reader.wait_for(lambda c: len(c.deliveries()) >= total, PAGE_TIMEOUT)
-            return readers
+                await reader.wait_for(lambda c: len(c.deliveries()) >= accepted, PAGE_TIMEOUT)
+            return readers, accepted
         finally:
             await close_all(readers + senders)
 
-    readers = run_async(chat(), 240)
+    readers, accepted = run_async(chat(), 240)
     rows = stored(stack, room)
-    assert len(rows) == senders_count * messages_each
+    assert len(rows) == accepted >= messages_each  # every accepted message stored, once
     for reader in readers:
         assert_holds_the_stored_order(reader.messages(), rows)
 
