@@ -307,6 +307,18 @@ def daphne_and_uvicorn(redis_url):
             process.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_and_two_servers():
+    """One redis-server and the README's two servers on it, shared by the tests that leave
+    them as they found them (each uses rooms of its own): (redis, (daphne, uvicorn))."""
+    require_tool("redis-server", "sudo apt-get install redis-server")
+    with (
+        RedisServer(command=readme_command("redis-server ")) as redis_server,
+        daphne_and_uvicorn(redis_server.url) as servers,
+    ):
+        yield redis_server, servers
+
+
 def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
     second = RedisServer(port=redis_server.port)
     # Either it sees the other Redis answering, or its own redis-server fails to bind first.
@@ -319,36 +331,36 @@ def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
     assert redis_server.ping()  # and the one already there is untouched
 
 
-def test_the_readme_runs_redis_and_two_servers_against_it(redis_server):
+def test_the_readme_runs_redis_and_two_servers_against_it(redis_and_two_servers):
+    redis_server, (daphne, uvicorn) = redis_and_two_servers
     shown = [c.command for c in console_commands(README)]
     assert 'redis-server --port 6379 --bind 127.0.0.1 --save ""' in shown
     assert "REDIS_URL=redis://127.0.0.1:6379/0 daphne --port 8001 newtest.asgi:application" in shown
     assert (
         "REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --port 8002 newtest.asgi:application" in shown
     )
-    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
-        assert daphne.argv[0] == "daphne" and uvicorn.argv[0] == "uvicorn"
-        assert daphne.env["REDIS_URL"] == uvicorn.env["REDIS_URL"] == redis_server.url
+    assert daphne.argv[0] == "daphne" and uvicorn.argv[0] == "uvicorn"
+    assert daphne.env["REDIS_URL"] == uvicorn.env["REDIS_URL"] == redis_server.url
 
 
-def test_with_redis_a_message_reaches_the_room_on_the_other_process(redis_server):
+def test_with_redis_a_message_reaches_the_room_on_the_other_process(redis_and_two_servers):
+    redis_server, (daphne, uvicorn) = redis_and_two_servers
     room, other_room = new_room(), new_room()
-    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
-        with (
-            join(daphne, room) as alice,
-            join(uvicorn, room) as bob,
-            join(uvicorn, other_room) as carol,
-        ):
-            say(alice, "from daphne")
-            assert heard(bob) == {"message": "from daphne"}
-            assert heard(alice) == {"message": "from daphne"}
-            say(bob, "from uvicorn")
-            assert heard(alice) == {"message": "from uvicorn"}
-            assert heard(bob) == {"message": "from uvicorn"}
-            say(carol, "in the other room")  # the room's messages, sent before, never came here
-            assert frames_before(carol, "in the other room") == []
-            # The room is a sorted set in Redis: one channel per socket, from both processes.
-            assert redis.Redis.from_url(redis_server.url).zcard(f"asgi:group:chat_{room}") == 2
+    with (
+        join(daphne, room) as alice,
+        join(uvicorn, room) as bob,
+        join(uvicorn, other_room) as carol,
+    ):
+        say(alice, "from daphne")
+        assert heard(bob) == {"message": "from daphne"}
+        assert heard(alice) == {"message": "from daphne"}
+        say(bob, "from uvicorn")
+        assert heard(alice) == {"message": "from uvicorn"}
+        assert heard(bob) == {"message": "from uvicorn"}
+        say(carol, "in the other room")  # the room's messages, sent before, never came here
+        assert frames_before(carol, "in the other room") == []
+        # The room is a sorted set in Redis: one channel per socket, from both processes.
+        assert redis.Redis.from_url(redis_server.url).zcard(f"asgi:group:chat_{room}") == 2
 
 
 def test_with_the_in_memory_layer_a_message_stays_in_its_own_process():
@@ -366,18 +378,19 @@ def test_with_the_in_memory_layer_a_message_stays_in_its_own_process():
             assert frames_before(dave, "from daphne again") == []
 
 
-def test_with_redis_a_chat_left_idle_past_the_blocking_reads_still_works(redis_server):
+def test_with_redis_a_chat_left_idle_past_the_blocking_reads_still_works(redis_and_two_servers):
     # channels-redis blocks 5 s per read; with redis-py 8's default 5 s read timeout these
     # idle sockets soon fail with TimeoutError (try it: set 5). The settings' 10 s prevent it.
+    _, (daphne, uvicorn) = redis_and_two_servers
+    marks = [process.log_mark() for process in (daphne, uvicorn)]
     room = new_room()
-    with daphne_and_uvicorn(redis_server.url) as (daphne, uvicorn):
-        with join(daphne, room) as alice, join(uvicorn, room) as bob:
-            time.sleep(10)  # idle through two more of the 5-second blocking reads
-            say(bob, "still there?")
-            assert frames_before(alice, "still there?") == []  # nothing came, not even an error
-            assert heard(bob) == {"message": "still there?"}
-        for process in (daphne, uvicorn):
-            assert "Traceback" not in process.log_text()
+    with join(daphne, room) as alice, join(uvicorn, room) as bob:
+        time.sleep(10)  # idle through two more of the 5-second blocking reads
+        say(bob, "still there?")
+        assert frames_before(alice, "still there?") == []  # nothing came, not even an error
+        assert heard(bob) == {"message": "still there?"}
+    for process, mark in zip((daphne, uvicorn), marks, strict=True):
+        assert "Traceback" not in process.log_after(mark)
 
 
 # --- faults ---------------------------------------------------------------------------------------
@@ -461,20 +474,20 @@ def wait_for_members(redis_client, group_key, count):
         time.sleep(0.05)
 
 
-def test_a_client_that_vanishes_leaves_its_group(redis_server):
+def test_a_client_that_vanishes_leaves_its_group(redis_and_two_servers):
+    redis_server, servers = redis_and_two_servers
     room = new_room()
     group_key = f"asgi:group:chat_{room}"
     client = redis.Redis.from_url(redis_server.url)
-    with daphne_and_uvicorn(redis_server.url) as servers:
-        with join(servers[0], room) as alice:
-            wait_for_members(client, group_key, 1)
-            for process in servers:
-                sock = raw_handshake(process, f"/ws/chat/{room}/", timeout=TIMEOUT)
-                wait_for_members(client, group_key, 2)  # it joined...
-                sock.close()
-                wait_for_members(client, group_key, 1)  # ...and its disconnect took it out
-            say(alice, "anyone?")
-            assert heard(alice) == {"message": "anyone?"}
+    with join(servers[0], room) as alice:
+        wait_for_members(client, group_key, 1)
+        for process in servers:
+            sock = raw_handshake(process, f"/ws/chat/{room}/", timeout=TIMEOUT)
+            wait_for_members(client, group_key, 2)  # it joined...
+            sock.close()
+            wait_for_members(client, group_key, 1)  # ...and its disconnect took it out
+        say(alice, "anyone?")
+        assert heard(alice) == {"message": "anyone?"}
 
 
 # --- the browser ------------------------------------------------------------------------------

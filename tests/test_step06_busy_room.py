@@ -45,6 +45,7 @@ def test_a_room_past_its_ceiling_refuses_by_name_and_delivers_all_it_accepted(
     machine_to_itself, server, migrated_step, chromium_browser
 ):
     directory = migrated_step(STEP)
+    mark = server.log_mark()
     room = new_room()
     url = chat_page_url(server, room)
     sender_page, reader_page = open_page(chromium_browser, url), open_page(chromium_browser, url)
@@ -80,6 +81,9 @@ def test_a_room_past_its_ceiling_refuses_by_name_and_delivers_all_it_accepted(
         assert int(named.group(1)) == refusal["refused"]["number"] == sent.number
         assert refusal["refused"]["message"] == sent.text  # the text comes back with it
     assert len(run.refused_texts()) == len(refusals)  # one refusal per refused message
+    # ...and the server says so in its log, once for many refusals.
+    busy_lines = server.log_after(mark).count("busy: refusing new messages")
+    assert 1 <= busy_lines < len(refusals), busy_lines
 
     page_refusals = sender_page.locator("#messages li.error", has_text="the room is busy")
 

@@ -15,12 +15,17 @@ fall behind refuses its own senders.
 """
 
 import asyncio
+import logging
 import time
 
 LOOP_LAG_LIMIT = 0.1  # seconds the event loop may run late before new messages are refused
 STORE_WAIT_LIMIT = 0.25  # seconds a message may wait to be stored before new ones are refused
 DELIVERY_LAG_LIMIT = 0.25  # seconds from stored to this socket's consumer, past which it refuses
 RECENT = 1.0  # seconds a delivery lag counts for: a quiet room is not behind
+LOG_EVERY = 10.0  # seconds between two log lines saying that this process refuses messages
+
+logger = logging.getLogger(__name__)
+last_logged = [0.0]  # when this process last logged that it refuses messages
 
 
 class DeliveryLag:
@@ -59,10 +64,16 @@ class LoopLag:
 
 def busy_reason(writer, delivery_lag, number):
     """Why message `number` of a socket is refused because the room is busy, or None."""
-    if (
-        writer.loop_lag.late > LOOP_LAG_LIMIT
-        or writer.oldest_wait() > STORE_WAIT_LIMIT
-        or delivery_lag.recent() > DELIVERY_LAG_LIMIT
-    ):
-        return f'the room is busy: message {number} was not sent, send it again in a moment'
-    return None
+    late, waited, lag = writer.loop_lag.late, writer.oldest_wait(), delivery_lag.recent()
+    if late <= LOOP_LAG_LIMIT and waited <= STORE_WAIT_LIMIT and lag <= DELIVERY_LAG_LIMIT:
+        return None
+    # Whoever runs the server wants to know it turns messages away: a line now and then, not
+    # one per message (an overload refuses hundreds a second).
+    now = time.monotonic()
+    if now - last_logged[0] > LOG_EVERY:
+        last_logged[0] = now
+        logger.warning(
+            'busy: refusing new messages (event loop %.2f s late, oldest message waiting'
+            ' %.2f s to be stored, a consumer %.2f s behind)', late, waited, lag,
+        )
+    return f'the room is busy: message {number} was not sent, send it again in a moment'
