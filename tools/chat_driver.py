@@ -58,6 +58,7 @@ CATCH_UP_FIRST_WAIT = 1.0
 CATCH_UP_LONGEST_WAIT = 8.0
 TIMEOUT = 30  # seconds any single wait of a raw socket or a page may take
 PAGE_TIMEOUT = 60  # seconds for a page to show everything after a load (2 shared cores)
+BUSY_REFUSAL = "the room is busy: "  # step 06's refusal when the process is behind
 CONNECTED = re.compile(r"^connected")  # the page's status, not "disconnected ..."
 
 
@@ -546,28 +547,32 @@ def heard(ws, timeout=TIMEOUT):
 
 
 def heard_message(ws, text):
-    """Reads frames until the message `text` arrives; returns that frame."""
+    """Reads frames until the message `text` arrives; returns that frame. If this socket's
+    `text` is refused because the room is busy (a loaded machine), it is sent again, as the
+    refusal asks."""
     while True:
         frame = heard(ws)
-        if frame.get("message") == text and "error" not in frame:
+        if busy_refusal_of(frame, text):
+            say_again_in_a_moment(ws, text)
+        elif frame.get("message") == text and "error" not in frame:
             return frame
 
 
-def said_once_taken(ws, text, timeout=TIMEOUT):
-    """Says `text` until the room takes it, as a person would after "the room is busy ... send
-    it again in a moment" (a refused message is not stored, so sending it again is safe);
-    returns the stored frame. Any other refusal fails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        say(ws, text)
-        while True:
-            frame = heard(ws, timeout=max(0.1, deadline - time.monotonic()))
-            if "refused" in frame and frame["refused"]["message"] == text:
-                assert frame["error"].startswith("the room is busy: "), frame["error"]
-                time.sleep(0.5)
-                break
-            if frame.get("message") == text and "error" not in frame:
-                return frame
+def busy_refusal_of(frame, text):
+    """Whether `frame` refuses the message `text` because the room is busy."""
+    refused = frame.get("refused") or {}
+    return refused.get("message") == text and frame["error"].startswith(BUSY_REFUSAL)
+
+
+def say_again_in_a_moment(ws, text):
+    time.sleep(0.5)
+    say(ws, text)
+
+
+def said_once_taken(ws, text):
+    """Says `text` until the room takes it (see heard_message); returns the stored frame."""
+    say(ws, text)
+    return heard_message(ws, text)
 
 
 def heard_error(ws):
@@ -584,9 +589,12 @@ def frames_before(ws, text):
     before = []
     while True:
         frame = heard(ws)
-        if frame.get("message") == text and "error" not in frame:
+        if busy_refusal_of(frame, text):  # not something on its way: the room was busy
+            say_again_in_a_moment(ws, text)
+        elif frame.get("message") == text and "error" not in frame:
             return before
-        before.append(frame)
+        else:
+            before.append(frame)
 
 
 def closed_with(ws):
