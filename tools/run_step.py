@@ -1,6 +1,7 @@
 """`make run STEP=03 SERVER=daphne`: serve one step until Ctrl-C, and say where to look."""
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
@@ -37,16 +38,16 @@ def main():
     print(f"$ cd {server.cwd.name} && {server.command_line()}", flush=True)
     # Stop the server on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    shown = 0
+    shown = ShownOutput()
     # Everything from the start on is inside try, so a Ctrl-C at any moment stops the server.
     try:
         server.start()
-        shown = show_output_but_the_readiness_request(server)
+        show_output_but_the_readiness_request(server, shown)
         page = lesson_page(server.cwd)
         print(f"\nServing {server.cwd.name} with {args.server}: open {server.http_url}{page}")
         print("Press Ctrl-C to stop.", flush=True)
         while server.is_running():
-            shown = show_new_output(server, shown)
+            show_new_output(server, shown)
             time.sleep(0.2)
     except PortTaken as taken:
         print(
@@ -74,23 +75,45 @@ def readme_of(directory):
     return (step_directory(directory.name) / "README.md").read_text()
 
 
-def show_output_but_the_readiness_request(server):
+class ShownOutput:
+    """How much of the server's log has been shown (a character position)."""
+
+    position = 0
+
+
+def show_output_but_the_readiness_request(server, shown):
     """Shows the log so far without the line of the launcher's readiness request: the reader
     made no request yet, and a `GET /` in the log would read as a visitor's. A server logs it
-    a moment after answering, so it is waited for; returns how much of the log is shown."""
+    a moment after answering, so it is waited for."""
     try:
         found = wait_until(lambda: READINESS_REQUEST_LINE.search(server.log_text()), timeout=10)
     except TimeoutError:  # a server that logs it otherwise: better shown than lost
-        return show_new_output(server, 0)
-    print(server.log_text()[: found.start()], end="", flush=True)
-    return show_new_output(server, found.end())
+        show_new_output(server, shown)
+        return
+    with ctrl_c_held():
+        print(server.log_text()[: found.start()], end="", flush=True)
+        shown.position = found.end()
+    show_new_output(server, shown)
 
 
 def show_new_output(server, shown):
-    """Passes the server's log through; returns how much of it has been shown."""
-    log = server.log_text()
-    print(log[shown:], end="", flush=True)
-    return len(log)
+    """Passes the server's log through, from `shown.position` on."""
+    with ctrl_c_held():
+        log = server.log_text()
+        print(log[shown.position :], end="", flush=True)
+        shown.position = len(log)
+
+
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Ctrl-C waits until the block is done: arriving between printing some output and counting
+    it as shown, it would have those lines shown again, or not at all, when the output is
+    passed through one last time as the server stops."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 if __name__ == "__main__":
