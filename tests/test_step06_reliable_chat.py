@@ -53,6 +53,7 @@ from tools.chat_driver import (
     stored_refs,
     stored_texts,
     tracebacks_logged,
+    typed_until_taken,
     wait_for_status,
     wait_in_page,
     wait_until_shows,
@@ -589,11 +590,11 @@ def test_a_logged_in_page_shows_the_username_and_anonymous_ones_show_anonymous(
     alice = log_in(chromium_browser, server, username, "correct horse battery", room)
     visitor = open_room_page(chromium_browser, server, room)
     stale = open_room_page(chromium_browser, server, room, cookies=[STALE_SESSION])
-    send_from(alice, "hello from alice")
+    typed_until_taken(alice, "hello from alice")
     wait_until(lambda: len(shown(visitor)) == 1, timeout=TIMEOUT)
-    send_from(visitor, "hello from nobody")
+    typed_until_taken(visitor, "hello from nobody")
     wait_until(lambda: len(shown(stale)) == 2, timeout=TIMEOUT)
-    send_from(stale, "hello from a stale cookie")
+    typed_until_taken(stale, "hello from a stale cookie")
     rows = wait_until(lambda: len(stored(directory, room)) == 3 and stored(directory, room))
     for page in (alice, visitor, stale):
         wait_until_shows(page, rows, timeout=TIMEOUT)

@@ -684,7 +684,7 @@ def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
             f"{STALLED_READERS} stalled readers sent {sent_to_stalled / MiB:.0f} MiB:"
             f" site memory +{growth / MiB:.1f} MiB"
         )
-        assert growth < sent_to_stalled / 3
+        assert growth < sent_to_stalled / 2  # 24 MiB of 33 before the outbox; 3.5 to 12 since
         # One more message, after the flood: its previous_id shows a reader what it lacks.
         # The room may still be busy with the flood, and say so: then it is sent again.
         with join(site, room) as ws:

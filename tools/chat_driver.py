@@ -674,6 +674,22 @@ def send_from(page, text):
     page.click("#send")
 
 
+def typed_until_taken(page, text, timeout=PAGE_TIMEOUT):
+    """Types `text` on the page until the room takes it (the page shows it): a busy refusal
+    (a loaded machine) is sent again with its "send again" button, as the refusal asks."""
+    send_from(page, text)
+    busy = f'error: not sent: "{text}": {BUSY_REFUSAL}'
+
+    def taken():
+        again = page.locator("#outbox li.refused", has_text=text).locator("button")
+        if again.count() and any(line.startswith(busy) for line in error_lines(page)):
+            page.wait_for_timeout(500)
+            again.first.click()
+        return any(item.endswith(f": {text}") for _, item in shown(page))
+
+    wait_in_page(page, taken, timeout=timeout, message=f"{text!r} shown")
+
+
 def wait_in_page(page, predicate, timeout=TIMEOUT, message=None):
     """wait_until for what Playwright's event handlers (route_web_socket, page.on) record: its
     sync API runs them only while the test is inside a Playwright call, so every check first
