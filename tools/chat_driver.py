@@ -678,6 +678,12 @@ def typed_until_taken(page, text, timeout=PAGE_TIMEOUT):
     """Types `text` on the page until the room takes it (the page shows it): a busy refusal
     (a loaded machine) is sent again with its "send again" button, as the refusal asks."""
     send_from(page, text)
+    wait_until_taken(page, text, timeout)
+
+
+def wait_until_taken(page, text, timeout=PAGE_TIMEOUT):
+    """Waits until the page shows `text`, which it sent or keeps to send; a busy refusal of it
+    is sent again with its "send again" button."""
     busy = f'error: not sent: "{text}": {BUSY_REFUSAL}'
 
     def taken():
