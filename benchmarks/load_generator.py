@@ -189,8 +189,15 @@ class Round:
         self.waiting = clients
         self.all_arrived = asyncio.Event()
         self.sent_at = self.finished_at = None
+        self.refusal = None
 
-    def arrived(self):
+    def arrived(self, message):
+        # Step 06 answers a message it does not take with a refusal naming it (its text
+        # included): that is the end of the round, and of the measurement.
+        if '"refused"' in message:
+            self.refusal = message
+            self.all_arrived.set()
+            return
         self.waiting -= 1
         if self.waiting == 0:
             self.finished_at = time.perf_counter()
@@ -201,7 +208,7 @@ async def broadcast_reader(websocket, current):
     async for message in websocket:
         round_ = current[0]
         if round_ is not None and round_.token in message:
-            round_.arrived()
+            round_.arrived(message)
 
 
 async def broadcast_round(sender, current, token, clients, template, timeout):
@@ -214,13 +221,17 @@ async def broadcast_round(sender, current, token, clients, template, timeout):
         raise RuntimeError(
             f"{round_.waiting} of {clients} clients never got message {token!r}"
         ) from None
+    if round_.refusal:
+        raise RuntimeError(f"the server refused message {token!r}: {round_.refusal}")
     current[0] = None
     return round_.finished_at - round_.sent_at
 
 
 async def measure_broadcast(args):
-    """Rounds one after the other: client 0 sends, and the round ends when every client
-    (the sender too, as a chat room echoes to everyone) has received that message."""
+    """Rounds one after the other: one client sends, and the round ends when every client
+    (the sender too, as a chat room echoes to everyone) has received that message. Each round
+    is sent by the next client in turn: step 06 refuses more than 30 messages at once from one
+    socket (its flood control), and a room's messages come from many people anyway."""
     sockets = await open_websockets(args.urls, args.clients, args.timeout)
     current = [None]
     readers = [asyncio.create_task(broadcast_reader(ws, current)) for ws in sockets]
@@ -228,14 +239,16 @@ async def measure_broadcast(args):
         # Let every connect() finish joining the room's group before the first message.
         await asyncio.sleep(args.settle)
         repetitions = []
+        sent_so_far = 0
         for repetition in range(-1, args.repetitions):  # -1 is the warm-up
             rounds = args.warmup_rounds if repetition < 0 else args.rounds
             times = []
             for number in range(rounds):
                 token = f"broadcast-{repetition}-{number}"
+                sent_so_far += 1
                 times.append(
                     await broadcast_round(
-                        sockets[0],
+                        sockets[sent_so_far % len(sockets)],
                         current,
                         token,
                         args.clients,
@@ -280,7 +293,7 @@ def parse_arguments(argv):
     parser.add_argument(
         "--message-template",
         default='{"message": "TOKEN"}',
-        help="broadcast: the frame client 0 sends, TOKEN replaced by a unique word",
+        help="broadcast: the frame a client sends, TOKEN replaced by a unique word",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds for any one answer")
     return parser.parse_args(argv)

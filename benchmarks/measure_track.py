@@ -19,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,13 @@ from pathlib import Path
 from tools.redis_server import RedisServer
 from tools.repository import REPO_ROOT
 from tools.server_process import ServerProcess, free_port
-from tools.step_commands import ASGI_SERVERS, command_with_address, step_server
+from tools.step_commands import (
+    ASGI_SERVERS,
+    command_with_address,
+    copy_step,
+    migrate,
+    step_server,
+)
 from tools.tracks import TRACKS
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
@@ -76,6 +83,9 @@ class Subject:
     redis: bool = False
     processes: int = 1
     is_floor: bool = False
+    # Step 06 stores every message and sends a joining socket the room's history: each of its
+    # rows gets a room of its own, in a migrated copy of the step (tools.step_commands).
+    stores: bool = False
 
 
 HTTP_SUBJECTS = [
@@ -94,6 +104,8 @@ BROADCAST_SUBJECTS = [
     Subject("step 05, in-memory", "step", f"/ws/chat/{CHAT_ROOM}/", step="05"),
     Subject("step 05, Redis", "step", f"/ws/chat/{CHAT_ROOM}/", step="05", redis=True),
     Subject("step 05, Redis", "step", f"/ws/chat/{CHAT_ROOM}/", step="05", redis=True, processes=2),
+    Subject("step 06, in-memory", "step", f"/ws/chat/{CHAT_ROOM}/", step="06", stores=True),
+    Subject("step 06, Redis", "step", f"/ws/chat/{CHAT_ROOM}/", step="06", redis=True, stores=True),
 ]
 
 
@@ -117,11 +129,12 @@ class Row:
 # --- measuring, in the track's own Python -----------------------------------------------
 
 
-def server_process(subject, server, redis_url):
-    """A ServerProcess (not started) for `subject` under `server` on a free port."""
+def server_process(subject, server, redis_url, copies):
+    """A ServerProcess (not started) for `subject` under `server` on a free port; a step that
+    stores is served from its migrated copy in `copies` ({step: directory})."""
     env = {"REDIS_URL": redis_url} if subject.redis else None
     if subject.kind == "step":
-        return step_server(subject.step, server, env=env)
+        return step_server(subject.step, server, env=env, directory=copies.get(subject.step))
     port = free_port()
     if subject.kind == "bare_asgi":
         argv = command_with_address(f"{server} bare_asgi_echo:application", port)
@@ -183,8 +196,20 @@ class Servers:
                 )
 
 
-def measure(section, subject, server, clients, config, redis_url, track):
-    processes = [server_process(subject, server, redis_url) for _ in range(subject.processes)]
+def room_path(subject, server):
+    """The path measured: a room of its own for each row of a step that stores messages, so
+    that no row's sockets are sent an earlier row's messages as history when they join."""
+    if not subject.stores:
+        return subject.path
+    layer = "redis" if subject.redis else "memory"
+    return subject.path.replace(CHAT_ROOM, f"{CHAT_ROOM}-{server}-{layer}-{subject.processes}")
+
+
+def measure(section, subject, server, clients, config, redis_url, track, copies):
+    processes = [
+        server_process(subject, server, redis_url, copies) for _ in range(subject.processes)
+    ]
+    path = room_path(subject, server)
     timing = {k: config[k] for k in ("warmup", "duration", "repetitions")}
     with Servers(processes):
         if section == "http":
@@ -196,7 +221,7 @@ def measure(section, subject, server, clients, config, redis_url, track):
             options = dict(timing, clients=clients)
             expected = config["warmup"] + config["duration"] * config["repetitions"]
         else:
-            urls = [p.ws_url + subject.path for p in processes]
+            urls = [p.ws_url + path for p in processes]
             options = {
                 "clients": clients,
                 "repetitions": config["repetitions"],
@@ -264,10 +289,19 @@ def measure_track(track, config_name, sections, output_json):
     load_before = os.getloadavg()[0]
     rows = []
     needs_redis = any(s.redis for _, s, _, _ in measurements(sections, config))
-    with RedisServer() if needs_redis else contextlib.nullcontext() as redis:
+    storing = {s.step for _, s, _, _ in measurements(sections, config) if s.stores}
+    with (
+        RedisServer() if needs_redis else contextlib.nullcontext() as redis,
+        tempfile.TemporaryDirectory(prefix="benchmark-steps-") as scratch,
+    ):
+        copies = {step: copy_step(step, scratch) for step in sorted(storing)}
+        for directory in copies.values():
+            migrate(directory, env={"REDIS_URL": ""})
         for section, subject, server, clients in measurements(sections, config):
             rows.append(
-                measure(section, subject, server, clients, config, redis and redis.url, track)
+                measure(
+                    section, subject, server, clients, config, redis and redis.url, track, copies
+                )
             )
     result = {
         "track": track,

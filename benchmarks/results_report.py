@@ -13,7 +13,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks import ratio_causes, room_throughput, thread_hops  # noqa: E402
+from benchmarks import (  # noqa: E402
+    ratio_causes,
+    room_throughput,
+    step06_message_cost,
+    thread_hops,
+)
 from benchmarks.figures import (  # noqa: E402
     ASGI_SERVERS,
     BARE_ECHO,
@@ -211,6 +216,17 @@ def markdown(summary):
         lines += ["### Chat room throughput: steps 05 and 06", ""]
         for step in sorted({row["step"] for row in room_throughput.all_rows(rooms)}):
             lines += [f"**Step {step}.** " + room_throughput.render_block(rooms, step), ""]
+    cost = step06_message_cost.committed_results()
+    if cost:
+        lines += [
+            "### Where one step 06 message's time goes",
+            "",
+            "Each part of handling one message, timed call by call by "
+            "`python -m benchmarks.step06_message_cost` (a run of its own, before this one; "
+            "step 06's README explains the table and what the step does about each part).",
+            "",
+            step06_message_cost.render(cost),
+        ]
     lines += appendix(summary)
     return "\n".join(lines)
 

@@ -382,8 +382,9 @@ def load_note(summary):
     if not loads:
         return ""
     return (
-        f" The {summary['machine']['cores']} cores were shared: 1-minute load average before "
-        "and after each track's run: " + "; ".join(loads) + "."
+        f" On {summary['machine']['cores']} cores, the 1-minute load average before and after "
+        "each track's run (the run's own work counts in it; above the number of cores, other "
+        "work shared them): " + "; ".join(loads) + "."
     )
 
 

@@ -259,13 +259,18 @@ def measure_track(track, calls):
         }
 
 
+def committed_results():
+    """The committed results file's contents, or None if there is none."""
+    return json.loads(DEFAULT_RESULTS.read_text()) if DEFAULT_RESULTS.exists() else None
+
+
 def render(results):
     """The Markdown table step 06's README shows between its message-cost markers."""
     tracks = results["tracks"]
     lines = [
         f"Measured {results['date']} at {described(results['provenance'])} by "
-        f"`python -m benchmarks.step06_message_cost` ({results['cores']} cores, shared: "
-        "1-minute load average before and after each track's run: "
+        f"`python -m benchmarks.step06_message_cost` ({results['cores']} cores; the 1-minute "
+        "load average before and after each track's run, its own work included: "
         + "; ".join(
             f"{t['track']} {t['load_average'][0]:g} and {t['load_average'][1]:g}" for t in tracks
         )

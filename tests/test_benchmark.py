@@ -42,6 +42,8 @@ EXPECTED_ROWS = (
             ("step 05, in-memory", 1),
             ("step 05, Redis", 1),
             ("step 05, Redis", 2),
+            ("step 06, in-memory", 1),
+            ("step 06, Redis", 1),
         )
     ]
 )
@@ -393,3 +395,23 @@ def test_the_report_shows_the_room_throughput_of_steps_05_and_06():
     shown = [r for r in table_rows(section) if r[0] in {"django30", "current"}]
     assert len(shown) == len({(r["track"], r["step"], r["server"], r["layer"]) for r in rows})
     assert all(re.fullmatch(r"\d+%.*", r[3]) for r in shown), shown
+
+
+def test_the_report_says_how_far_step_06_is_from_step_05_and_the_floor(tiny_run):
+    output, results = tiny_run
+    markdown = (output / "results.md").read_text()
+    (line,) = [line for line in markdown.splitlines() if line.startswith("- **Step 06's broadcast")]
+    rows = results["tracks"][0]["rows"]
+    for server in ("daphne", "uvicorn"):
+
+        def row(subject, server=server):
+            found = [r for r in rows if (r["subject"], r["server"]) == (subject, server)]
+            return [r for r in found if r["section"] == "broadcast" and r["processes"] == 1][0]
+
+        stored, relayed = row("step 06, in-memory"), row("step 05, in-memory")
+        floor = row("bare ASGI room (floor)")
+        assert (
+            f"{running_track()} {server} {floor['rate'] / stored['rate']:.2f}× the floor, "
+            f"{relayed['rate'] / stored['rate']:.2f}× step 05"
+        ) in line
+    assert "### Where one step 06 message's time goes" in markdown

@@ -12,6 +12,7 @@ import logging
 from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -54,6 +55,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             if self.outbox:  # its task sends to this socket only
                 self.outbox.close()
+
+    async def dispatch(self, message):
+        """Runs the handler of `message`, as Channels does, without the thread hop Channels 4
+        makes first (`aclose_old_connections`, for handlers that use Django's async ORM). These
+        handlers never touch the database themselves: the history and catch-up answers go
+        through database_sync_to_async, which closes old connections around each call, and the
+        writer has its own connection. In a busy room that hop was one per message and socket,
+        all queued on one thread; a handler that used the async ORM would need it back."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f'No handler for message type {message["type"]}')
+        await handler(message)
 
     async def chat_failed(self, error):
         """Says why the chat stopped and closes with CHAT_FAILED; the writer calls it too, when

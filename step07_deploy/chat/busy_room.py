@@ -19,8 +19,8 @@ import logging
 import time
 
 LOOP_LAG_LIMIT = 0.1  # seconds the event loop may run late before new messages are refused
-STORE_WAIT_LIMIT = 0.25  # seconds a message may wait to be stored before new ones are refused
-DELIVERY_LAG_LIMIT = 0.25  # seconds from stored to this socket's consumer, past which it refuses
+STORE_WAIT_LIMIT = 0.15  # seconds a message may wait to be stored before new ones are refused
+DELIVERY_LAG_LIMIT = 0.15  # seconds from stored to this socket's consumer, past which it refuses
 RECENT = 1.0  # seconds a delivery lag counts for: a quiet room is not behind
 LOG_EVERY = 10.0  # seconds between two log lines saying that this process refuses messages
 

@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -408,3 +408,25 @@ async def test_a_client_that_stops_reading_holds_up_nobody_and_catches_up_once_i
     assert [f["id"] for f in rest] == [f["id"] for f in to_bob[len(held) :]]
     for communicator in (sleeper, bob):
         await communicator.disconnect()
+
+
+async def test_a_message_reaches_the_room_without_a_thread_hop_per_socket(monkeypatch):
+    """Channels 4 hops to the database thread before every handler; this consumer's handlers
+    never touch the database, so it skips that hop. Counted: every sync_to_async call made
+    while a message goes from alice to the room (the writer stores on a thread of its own)."""
+    room = new_room()
+    sockets = [await connected(room) for _ in range(5)]
+    hops = []
+    original = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__name__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    await say(sockets[0], {"message": "no hops", "ref": "h1"})
+    frames = [await heard(socket) for socket in sockets]
+    assert [frame["message"] for frame in frames] == ["no hops"] * 5
+    assert hops == []
+    for socket in sockets:
+        await socket.disconnect()
