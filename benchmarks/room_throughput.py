@@ -306,7 +306,8 @@ def cell(row):
     else:
         parts.append(f"{format_ms(row['p50_ms'])} / {format_ms(row['p99_ms'])}")
     if row["refused"]:
-        parts.append(f"{row['refused'] / row['sent']:.0%} refused")
+        share = row["refused"] / row["sent"]
+        parts.append(f"{share:.0%} refused" if share >= 0.01 else f"{row['refused']} refused")
     if row.get("unanswered"):
         parts.append(f"{row['unanswered']} unanswered")
     if row.get("lost") or row.get("stored_twice") or row.get("duplicated"):

@@ -286,12 +286,18 @@ def test_without_redis_a_room_splits_between_the_workers(deploy, site):
     ]
 
 
-@pytest.fixture(scope="module")
-def site_without_upgrade_lines(system_programs):
-    """A site whose nginx.conf lacks the two lines that pass a WebSocket handshake on."""
-    edit = lambda text: without(UPGRADE_LINES, text)  # noqa: E731
-    with copy_of_the_site() as directory, DeployStack(directory, edit_config=edit) as stack:
-        yield stack
+@pytest.fixture
+def behind_nginx(site):
+    """behind_nginx(edit_config): the module's site reached through a second nginx, whose
+    configuration is the step's as `edit_config` changes it; stopped after the test."""
+    with contextlib.ExitStack() as started:
+        yield lambda edit_config: started.enter_context(site.another_nginx(edit_config))
+
+
+@pytest.fixture
+def site_without_upgrade_lines(behind_nginx):
+    """The site through an nginx.conf without the two lines that pass a handshake on."""
+    return behind_nginx(lambda text: without(UPGRADE_LINES, text))
 
 
 def test_without_the_upgrade_lines_the_handshake_gets_djangos_404(site_without_upgrade_lines, site):
@@ -331,10 +337,10 @@ def test_without_the_upgrade_lines_the_browser_reports_what_users_report(
     wait_for_status(page, re.compile(r"^reconnecting"))
 
 
-def test_a_quiet_chat_stays_open_longer_than_nginx_would_keep_it(deploy, site):
+def test_a_quiet_chat_stays_open_longer_than_nginx_would_keep_it(behind_nginx, site):
     # nginx's default is 60 s; 2 s shows the same cut without waiting a minute.
-    short = deploy(
-        edit_config=lambda text: without([READ_TIMEOUT_LINE], text).replace(
+    short = behind_nginx(
+        lambda text: without([READ_TIMEOUT_LINE], text).replace(
             "location / {\n", "location / {\n            proxy_read_timeout 2s;\n"
         ),
     )
@@ -410,8 +416,8 @@ def login_over_https(site):
     )
 
 
-def test_without_x_forwarded_proto_django_takes_https_for_http(deploy, site, track):
-    broken = deploy(edit_config=lambda text: without([FORWARDED_PROTO_LINE], text))
+def test_without_x_forwarded_proto_django_takes_https_for_http(behind_nginx, track):
+    broken = behind_nginx(lambda text: without([FORWARDED_PROTO_LINE], text))
     create_user(broken)
     answer = login_over_https(broken)
     if track == "django30":

@@ -16,6 +16,7 @@ directory has its key, users, sessions and messages.
 
 import concurrent.futures
 import contextlib
+import copy
 import re
 import shutil
 import signal
@@ -339,6 +340,30 @@ class DeployStack:
             self.stop()
             raise
         return self
+
+    @contextlib.contextmanager
+    def another_nginx(self, edit_config):
+        """A second nginx in front of this site's workers, on ports of its own, with the
+        configuration `edit_config` makes of the step's: for a test of what one line of it does.
+        Yields a copy of this stack whose addresses are that nginx's; the workers, Redis and the
+        database are this site's, so it starts in a moment instead of a site's seconds."""
+        port = free_port()
+        (tls_port,) = distinct_free_ports(1, taken=[port])
+        text = site_config(
+            (self.directory / CONFIG).read_text(), port, tls_port, [w.port for w in self.workers]
+        )
+        # Its own pid file: the site's nginx keeps run/nginx.pid.
+        text = edit_config(text).replace("pid run/nginx.pid;", f"pid run/nginx-{port}.pid;")
+        config = RENDERED_CONFIG.with_name(f"nginx-{port}.conf")
+        (self.directory / config).write_text(text)
+        view = copy.copy(self)
+        view.port, view.tls_port = port, tls_port
+        view.nginx = NginxServer(NGINX_COMMAND, self.directory, port, config=config)
+        view.nginx.start()
+        try:
+            yield view
+        finally:
+            view.nginx.stop()
 
     def stop(self):
         """Stops nginx first, then the workers, then Redis and PostgreSQL: every one, even if
