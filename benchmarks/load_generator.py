@@ -21,6 +21,10 @@ from websockets.asyncio.client import connect
 
 # Open this many connections at a time: Twisted (daphne) listens with a backlog of 50.
 CONNECT_BATCH = 25
+# Step 06's refusal of a message the room is too busy for, and how a round answers it.
+BUSY = "the room is busy"
+BUSY_RESENDS = 20
+BUSY_PAUSE = 0.25  # seconds
 
 
 def percentile(sorted_values, fraction):
@@ -212,19 +216,27 @@ async def broadcast_reader(websocket, current):
 
 
 async def broadcast_round(sender, current, token, clients, template, timeout):
-    round_ = current[0] = Round(token, clients)
-    round_.sent_at = time.perf_counter()
-    await sender.send(template.replace("TOKEN", token))
-    try:
-        await asyncio.wait_for(round_.all_arrived.wait(), timeout)
-    except TimeoutError:
-        raise RuntimeError(
-            f"{round_.waiting} of {clients} clients never got message {token!r}"
-        ) from None
-    if round_.refusal:
-        raise RuntimeError(f"the server refused message {token!r}: {round_.refusal}")
-    current[0] = None
-    return round_.finished_at - round_.sent_at
+    """Seconds until every client has `token`'s message. A message step 06 refuses because
+    the room is busy is sent again a moment later, as the refusal asks (a loaded machine makes
+    a server busy even for one message at a time), and the round is timed from that send."""
+    for attempt in range(BUSY_RESENDS + 1):
+        sent = token if attempt == 0 else f"{token}-again-{attempt}"
+        round_ = current[0] = Round(sent, clients)
+        round_.sent_at = time.perf_counter()
+        await sender.send(template.replace("TOKEN", sent))
+        try:
+            await asyncio.wait_for(round_.all_arrived.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{round_.waiting} of {clients} clients never got message {sent!r}"
+            ) from None
+        current[0] = None
+        if not round_.refusal:
+            return round_.finished_at - round_.sent_at
+        if BUSY not in round_.refusal:
+            break
+        await asyncio.sleep(BUSY_PAUSE)
+    raise RuntimeError(f"the server refused message {sent!r}: {round_.refusal}")
 
 
 async def measure_broadcast(args):
