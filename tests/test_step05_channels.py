@@ -6,6 +6,7 @@ README's own commands: `redis-server --port 6379 --bind 127.0.0.1 --save ""` and
 `REDIS_URL=... --port ...`, with their ports replaced by free ones.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,6 +16,7 @@ import time
 import pytest
 import redis
 import requests
+from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
@@ -49,7 +51,7 @@ MAX_ECHO_BYTES = 64 * 1024  # the echo's limit, the same as step 04's
 # Daphne (runserver here runs daphne) lets an app close only with 1000 or 3000-4999.
 ECHO_TOO_BIG = {"runserver": 4009, "daphne": 4009, "uvicorn": 1009}
 BAD_ROOM_NAME = 4008
-RECOVERING_OPEN_TIMEOUT = 10  # seconds a handshake may take while a server recovers
+RECOVERING_OPEN_TIMEOUT = 5  # seconds a handshake may take while a server recovers (one hangs)
 
 
 @pytest.fixture
@@ -488,6 +490,45 @@ def test_a_client_that_vanishes_leaves_its_group(redis_and_two_servers):
             wait_for_members(client, group_key, 1)  # ...and its disconnect took it out
         say(alice, "anyone?")
         assert heard(alice) == {"message": "anyone?"}
+
+
+MANY_SOCKETS = 150  # more than redis-py 8's pool of 100 connections per process by default
+
+
+async def join_then_all_leave_at_once(process, room, members):
+    """MANY_SOCKETS sockets join the room on `process`; once `members()` counts them all in
+    its group, they all close at the same moment."""
+    url = f"{process.ws_url}/ws/chat/{room}/"
+    sockets = []
+    for _ in range(0, MANY_SOCKETS, 25):  # daphne listens with a backlog of 50
+        sockets += await asyncio.gather(
+            *(async_connect(url, origin=process.http_url, open_timeout=TIMEOUT) for _ in range(25))
+        )
+    while members() != MANY_SOCKETS:
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+def test_many_sockets_leaving_one_process_at_once_all_leave_their_group(redis_and_two_servers):
+    # Every socket that leaves runs group_discard, one Redis command each, all at the same
+    # moment: more than the pool's connections, unless the settings make it larger.
+    redis_server, servers = redis_and_two_servers
+    client = redis.Redis.from_url(redis_server.url)
+    for process in servers:
+        room = new_room()
+        group_key = f"asgi:group:chat_{room}"
+        mark = process.log_mark()
+        asyncio.run(
+            asyncio.wait_for(
+                join_then_all_leave_at_once(process, room, lambda key=group_key: client.zcard(key)),
+                TIMEOUT * 3,
+            )
+        )
+        wait_for_members(client, group_key, 0)
+        assert "Too many connections" not in process.log_after(mark)
+        with join(process, room) as alice:
+            say(alice, "after the crowd left")
+            assert heard(alice) == {"message": "after the crowd left"}
 
 
 # --- the browser ------------------------------------------------------------------------------

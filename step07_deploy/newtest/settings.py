@@ -123,6 +123,10 @@ if os.environ.get('REDIS_URL'):
                     # channels-redis waits for messages in blocking reads of 5 seconds; redis-py 8
                     # gives up on any read after 5 seconds unless told otherwise.
                     'socket_timeout': 10,
+                    # redis-py 8 gives each process a pool of 100 connections and fails a command past
+                    # that ("Too many connections"): each socket that joins or leaves a room runs one,
+                    # and a crowd leaving at once (a network blip, a proxy restarting) runs them together.
+                    'max_connections': 1000,
                     # Step 06: after Redis restarts, each pooled connection fails once: retry on a
                     # fresh one, so that the first socket after an outage does not fail.
                     'retry': Retry(NoBackoff(), 1),
