@@ -321,7 +321,8 @@ def causes(summary, found):
                 "- **Step 06's broadcast.** It stores each message before sending it, with its "
                 "id: one thread hop, one INSERT and one commit per burst (one message per burst "
                 "here, as rounds follow one another), and the sender's own copy encoded again "
-                "with its ref. Time per delivery, in-memory: "
+                "with its ref; on Channels 4 it skips the thread hop step 05 makes before every "
+                "handler, one per socket and message. Time per delivery, in-memory: "
                 + "; ".join(stored)
                 + ". Nothing in the run predicts it (its parts are timed in the message-cost "
                 "table below): " + counted(found, lambda r: r.subject.startswith("step 06")) + "."

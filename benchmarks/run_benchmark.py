@@ -3,6 +3,8 @@
     python -m benchmarks.run_benchmark                      # both tracks, into benchmarks/results/
     python -m benchmarks.run_benchmark --tracks django30    # one track
     python -m benchmarks.run_benchmark --config tiny --output /tmp/bench   # seconds, for tests
+    python -m benchmarks.run_benchmark --report-from benchmarks/results/results.json \
+        --rooms-from benchmarks/results/room_throughput.json   # rooms from a run of their own
 
 Run from the repository root (`make benchmark` does). For each track it runs
 benchmarks/measure_track.py with that track's Python (so the servers are that track's daphne,
@@ -70,13 +72,23 @@ def main():
         metavar="RESULTS_JSON",
         help="measure nothing: rewrite the table, chart and README from an earlier results.json",
     )
+    parser.add_argument(
+        "--rooms-from",
+        type=Path,
+        metavar="ROOM_THROUGHPUT_JSON",
+        help="the rooms section from a results file of `python -m benchmarks.room_throughput` "
+        "(a run of its own, with its own commit and load) instead of measuring it here",
+    )
     args = parser.parse_args()
+    rooms_from = json.loads(args.rooms_from.read_text()) if args.rooms_from else None
 
     from benchmarks.results_report import write_results
 
     readme = BENCHMARKS / "README.md" if args.output.resolve() == DEFAULT_OUTPUT else None
     if args.report_from:
         summary = json.loads(args.report_from.read_text())
+        if rooms_from:
+            summary["room_throughput"] = rooms_from
         print("wrote " + ", ".join(str(p) for p in write_results(summary, args.output, readme)))
         return
 
@@ -110,8 +122,8 @@ def main():
                 cwd=REPO_ROOT,
             )
             runs.append(json.loads(into.read_text()))
-    rooms = None
-    if "rooms" in args.sections:
+    rooms = rooms_from
+    if "rooms" in args.sections and rooms_from is None:
         from benchmarks.room_throughput import run_tracks as measure_rooms
 
         print("chat room throughput, steps 05 and 06:", flush=True)

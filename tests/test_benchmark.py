@@ -182,6 +182,32 @@ def test_the_report_is_rewritten_identically_from_the_json(tiny_run, tmp_path):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
+def test_the_rooms_section_can_come_from_a_sweep_run_on_its_own(tiny_run, tmp_path):
+    output, _ = tiny_run
+    rooms_file = BENCHMARKS / "results" / "room_throughput.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run_benchmark",
+            "--report-from",
+            str(output / "results.json"),
+            "--rooms-from",
+            str(rooms_file),
+            "--output",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rooms = json.loads(rooms_file.read_text())
+    assert json.loads((tmp_path / "results.json").read_text())["room_throughput"] == rooms
+    section = (tmp_path / "results.md").read_text().split("### Chat room throughput", 1)[1]
+    assert described(rooms["provenance"]) in section.split("\n### ", 1)[0]
+
+
 def test_the_thread_hops_section_has_a_row_per_server_and_variant(tiny_run):
     output, results = tiny_run
     (run,) = results["tracks"]
