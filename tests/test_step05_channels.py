@@ -518,11 +518,9 @@ def test_many_sockets_leaving_one_process_at_once_all_leave_their_group(redis_an
         room = new_room()
         group_key = f"asgi:group:chat_{room}"
         mark = process.log_mark()
-        asyncio.run(
-            asyncio.wait_for(
-                join_then_all_leave_at_once(process, room, lambda key=group_key: client.zcard(key)),
-                TIMEOUT * 3,
-            )
+        run_async(
+            join_then_all_leave_at_once(process, room, lambda key=group_key: client.zcard(key)),
+            timeout=TIMEOUT * 3,
         )
         wait_for_members(client, group_key, 0)
         assert "Too many connections" not in process.log_after(mark)

@@ -273,24 +273,45 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
     assert not run_.unanswered()
     assert_each_message_answered_once(run_)  # its own copy, or a refusal by name
     # A loaded machine may push the room past what it stores in time: then a typed line is
-    # refused by name, shown with its text, and not stored; anything else is an error.
-    refused_typed = set()
-    for page in pages:
-        for line in error_lines(page):
-            assert BUSY in line, line
-            refused_typed |= {text for text in typed if f'"{text}"' in line}
-    if refused_typed:
-        print(f"{len(refused_typed)} typed lines refused as busy (a loaded machine)")
-    kept = [text for text in typed if text not in refused_typed]
-    expected = len(kept) + len(run_.confirmed_texts())
+    # refused by name, shown with its text, and not stored; anything else is an error. A page
+    # may still be resending after the load (a cut connection), so this is read until settled.
+    confirmed = sorted(run_.confirmed_texts())
+
+    def refused_typed():
+        refused = set()
+        for page in pages:
+            for line in error_lines(page):
+                assert BUSY in line, line
+                refused |= {text for text in typed if f'"{text}"' in line}
+        return refused
+
+    def kept():
+        return [text for text in typed if text not in refused_typed()]
+
+    def every_kept_and_confirmed_message_stored_once():
+        rows = stored(directory, room)
+        return sorted(text for _, text in rows) == sorted(kept() + confirmed) and rows
+
+    def what_differs():
+        texts = [text for _, text in stored(directory, room)]
+        wanted = kept() + confirmed
+        outboxes = [page.locator("#outbox li").all_text_contents() for page in pages]
+        return (
+            f"the stored messages to be the kept typed lines and the confirmed ones: "
+            f"{len(texts)} stored, {len(wanted)} wanted; not stored: "
+            f"{sorted(set(wanted) - set(texts))}; not wanted: {sorted(set(texts) - set(wanted))}; "
+            f"the pages' outboxes: {outboxes}; statuses: "
+            f"{[page.locator('#status').text_content() for page in pages]}"
+        )
+
     rows = wait_in_page(
         pages[0],
-        lambda: len(stored(directory, room)) >= expected and stored(directory, room),
+        every_kept_and_confirmed_message_stored_once,
         timeout=PAGE_TIMEOUT,
-        message=lambda: f"{expected} stored messages, not {len(stored(directory, room))}",
+        message=what_differs,
     )
-    texts = [text for _, text in rows]
-    assert sorted(texts) == sorted(kept + list(run_.confirmed_texts()))  # each stored once
+    if refused_typed():
+        print(f"{len(refused_typed())} typed lines refused as busy (a loaded machine)")
     for page, proxy in zip(pages, proxies, strict=True):
         wait_until_shows(page, rows)  # every message once, in id order, on every page
         # The answer to a resend may come after the catch-up that showed the message.
@@ -302,7 +323,7 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
         assert all(text.startswith("not sent: page ") for text in held), held
         assert {
             text.removeprefix("not sent: ").removesuffix(" send again") for text in held
-        } <= refused_typed
+        } <= refused_typed()
         # The page's own resends: each cut message went out again, with the same ref.
         # At most one cut per chosen message (on a loaded machine a chosen one may be refused
         # as busy, or answered before the proxy could cut), and at least one.
