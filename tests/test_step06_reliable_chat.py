@@ -42,6 +42,7 @@ from tools.chat_driver import (
     open_page,
     room_load,
     run_async,
+    said_all_taken,
     said_once_taken,
     say,
     send_from,
@@ -488,10 +489,7 @@ def test_a_socket_that_joins_gets_the_recent_history_or_what_came_after_an_id(
     room = new_room()
     for first in (0, 20, 40):  # three sockets of 20 back to back: within each one's allowance
         with join(server, room) as alice:
-            for number in range(first, first + 20):
-                say(alice, f"m{number}")
-            for number in range(first, first + 20):
-                heard_message(alice, f"m{number}")
+            said_all_taken(alice, [f"m{number}" for number in range(first, first + 20)])
     rows = stored(migrated_step(STEP), room)
     assert len(rows) == 60
     with join(server, room) as late:  # no ?after: the last 50, in id order
@@ -774,10 +772,8 @@ def test_a_page_cut_off_mid_stream_reconnects_and_shows_what_it_missed(
         wait_until_shows(page, stored(directory, room), timeout=TIMEOUT)
         daphne.stop()  # the page's server goes away mid-chat...
         wait_for_status(page, re.compile("reconnecting"))
-        for number in range(5):  # ...while the room goes on on the other process
-            say(bob, f"while away {number}")
-        for number in range(5):
-            heard_message(bob, f"while away {number}")
+        # ...while the room goes on on the other process
+        said_all_taken(bob, [f"while away {number}" for number in range(5)])
         send_from(page, "typed while away")  # the page keeps it until it is back in the room
         daphne.start()  # a new process, the same port and directory
         wait_for_status(page, CONNECTED)

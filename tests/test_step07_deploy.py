@@ -44,11 +44,13 @@ from tools.chat_driver import (
     join,
     new_room,
     run_async,
+    said_all_taken,
     said_once_taken,
     say,
     send_from,
     send_until_answered,
     shown,
+    typed_until_taken,
     wait_for_status,
     wait_until_joined,
     wait_until_shows,
@@ -437,7 +439,7 @@ def test_a_worker_killed_mid_chat_its_page_reconnects_to_another_and_catches_up(
     pages = open_a_page_on_each_worker(site, chromium_browser, room)
     victim, survivor = site.workers
     try:
-        send_from(pages[victim], "before the crash")
+        typed_until_taken(pages[victim], "before the crash")
         for page in pages.values():
             wait_until_shows(page, stored_eventually(site, room, 1))
 
@@ -446,9 +448,7 @@ def test_a_worker_killed_mid_chat_its_page_reconnects_to_another_and_catches_up(
         victim.process.wait(timeout=TIMEOUT)
         # While the victim's page is cut off, the room goes on through nginx (on the survivor).
         with join(site, room) as ws:
-            for number in range(10):
-                say(ws, f"while it reconnects {number}")
-            heard_message(ws, "while it reconnects 9")
+            said_all_taken(ws, [f"while it reconnects {number}" for number in range(10)])
         # The page came back through nginx, on the only worker left, and sends from there.
         wait_until(
             lambda: accepted_websockets(survivor.log_text(), path) > accepted_before + 1,
@@ -456,7 +456,7 @@ def test_a_worker_killed_mid_chat_its_page_reconnects_to_another_and_catches_up(
             message="the cut-off page to reconnect to the surviving worker",
         )
         wait_for_status(pages[victim], CONNECTED)
-        send_from(pages[victim], "after the crash")
+        typed_until_taken(pages[victim], "after the crash")
         rows = stored_eventually(site, room, 12)
         for page in pages.values():
             wait_until_shows(page, rows)
@@ -786,7 +786,7 @@ def test_a_rolling_restart_loses_nothing(site, chromium_browser):
             for number, client in enumerate(clients)
         ]
         try:
-            send_from(pages[site.workers[0]], "before the restart")
+            typed_until_taken(pages[site.workers[0]], "before the restart")
             for worker in site.workers:
                 closed = closes(clients, pages)
                 worker.restart()
@@ -800,8 +800,8 @@ def test_a_rolling_restart_loses_nothing(site, chromium_browser):
                 wait_until_nginx_sends_to(site, worker)
             for page in pages.values():
                 wait_for_status(page, CONNECTED)
-            for number, page in enumerate(pages.values()):
-                send_from(page, f"after the restart, page {number}")
+            for number, page in enumerate(pages.values()):  # sent again if the room is busy
+                typed_until_taken(page, f"after the restart, page {number}")
             wait_until(
                 lambda: sum("after the restart" in text for text in stored_texts(site, room)) == 2,
                 timeout=TIMEOUT,

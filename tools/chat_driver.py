@@ -575,6 +575,25 @@ def said_once_taken(ws, text):
     return heard_message(ws, text)
 
 
+def said_all_taken(ws, texts):
+    """Says every one of `texts`, then reads until the room has taken them all, saying again
+    any the room refused as busy (see heard_message); returns their frames in arrival order.
+    A resent message arrives after the ones sent behind it: the order is the room's, not
+    the order of `texts`."""
+    for text in texts:
+        say(ws, text)
+    waiting, arrived = set(texts), []
+    while waiting:
+        frame = heard(ws)
+        refused = (frame.get("refused") or {}).get("message")
+        if refused in waiting and busy_refusal_of(frame, refused):
+            say_again_in_a_moment(ws, refused)
+        elif frame.get("message") in waiting and "error" not in frame:
+            waiting.discard(frame["message"])
+            arrived.append(frame)
+    return arrived
+
+
 def heard_error(ws):
     """Reads frames (messages still on their way, say) until an error arrives; returns it."""
     while True:
@@ -693,7 +712,11 @@ def wait_until_taken(page, text, timeout=PAGE_TIMEOUT):
             again.first.click()
         return any(item.endswith(f": {text}") for _, item in shown(page))
 
-    wait_in_page(page, taken, timeout=timeout, message=f"{text!r} shown")
+    def what_the_page_shows():
+        outbox = page.locator("#outbox li").all_text_contents()
+        return f"{text!r} shown (page's errors: {error_lines(page)}; its outbox: {outbox})"
+
+    wait_in_page(page, taken, timeout=timeout, message=what_the_page_shows)
 
 
 def wait_in_page(page, predicate, timeout=TIMEOUT, message=None):
