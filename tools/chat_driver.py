@@ -550,12 +550,23 @@ def heard_message(ws, text):
     """Reads frames until the message `text` arrives; returns that frame. If this socket's
     `text` is refused because the room is busy (a loaded machine), it is sent again, as the
     refusal asks."""
-    while True:
+    return heard_all_taken(ws, [text])[0]
+
+
+def heard_all_taken(ws, texts):
+    """Reads until the room has taken every one of `texts` (said on this socket), saying again
+    any the room refused as busy; returns their frames in arrival order. A resent message
+    arrives after the ones sent behind it: the order is the room's, not the order of `texts`."""
+    waiting, arrived = set(texts), []
+    while waiting:
         frame = heard(ws)
-        if busy_refusal_of(frame, text):
-            say_again_in_a_moment(ws, text)
-        elif frame.get("message") == text and "error" not in frame:
-            return frame
+        refused = (frame.get("refused") or {}).get("message")
+        if refused in waiting and busy_refusal_of(frame, refused):
+            say_again_in_a_moment(ws, refused)
+        elif frame.get("message") in waiting and "error" not in frame:
+            waiting.discard(frame["message"])
+            arrived.append(frame)
+    return arrived
 
 
 def busy_refusal_of(frame, text):
@@ -576,22 +587,11 @@ def said_once_taken(ws, text):
 
 
 def said_all_taken(ws, texts):
-    """Says every one of `texts`, then reads until the room has taken them all, saying again
-    any the room refused as busy (see heard_message); returns their frames in arrival order.
-    A resent message arrives after the ones sent behind it: the order is the room's, not
-    the order of `texts`."""
+    """Says every one of `texts`, then reads until the room has taken them all (see
+    heard_all_taken); returns their frames in arrival order."""
     for text in texts:
         say(ws, text)
-    waiting, arrived = set(texts), []
-    while waiting:
-        frame = heard(ws)
-        refused = (frame.get("refused") or {}).get("message")
-        if refused in waiting and busy_refusal_of(frame, refused):
-            say_again_in_a_moment(ws, refused)
-        elif frame.get("message") in waiting and "error" not in frame:
-            waiting.discard(frame["message"])
-            arrived.append(frame)
-    return arrived
+    return heard_all_taken(ws, texts)
 
 
 def heard_error(ws):
