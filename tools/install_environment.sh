@@ -5,7 +5,13 @@
 #
 # It installs with uv (requirements/uv.txt, fetched once into .venv/uv): on a first install with
 # an empty cache uv takes about a third of pip's time, because pip fetches one package after
-# another and byte-compiles every module it installs. Where uv cannot be fetched, pip does it.
+# another. Where uv cannot be fetched, pip does it.
+#
+# Either way every module is byte-compiled as it is installed. Where PYTHONDONTWRITEBYTECODE is
+# set (as on the machines this repository is tested on) Python never writes the .pyc files it
+# would otherwise cache on first import, so without them every server, test and kernel
+# compiles Django, Twisted and the rest from source each time it starts: measured on step 05
+# under daphne, 2.7 s of CPU to answer with no .pyc files, 0.9 s with them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_pip=false
@@ -42,10 +48,10 @@ if [ -x "$uv" ]; then
     # Only the full environments get pip of their own, for whoever wants to add a package.
     test -x "$venv/bin/python" || "$uv" venv --quiet --python "$python" \
         $($with_pip && echo --seed) "$venv"
-    "$uv" pip install --quiet --python "$venv/bin/python" --require-hashes -r "$lock"
+    "$uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" --require-hashes -r "$lock"
 else
     echo "uv could not be fetched; installing with pip, which takes longer."
     test -x "$venv/bin/pip" || "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-compile --require-hashes -r "$lock"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$lock"
 fi
 echo "Installed $venv in $((SECONDS - started)) s."

@@ -192,7 +192,10 @@ class ServerProcess:
 
     def listens(self):
         """True if a process of this server's process group holds the listening socket."""
-        return bool(listening_socket_inodes(self.port) & group_socket_inodes(self.process.pid))
+        # Only once something listens are the group's sockets looked up: that walks every
+        # process in /proc, and the readiness poll asks 20 times a second while a server loads.
+        listening = listening_socket_inodes(self.port)
+        return bool(listening and listening & group_socket_inodes(self.process.pid))
 
     def answers(self):
         """Any HTTP answer, even an error page, means the server is serving."""
