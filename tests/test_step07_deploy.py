@@ -671,6 +671,12 @@ LONGEST_FRAME_OUT = 12 * 1980
 
 
 def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
+    # The flood's own senders read everything too, and on a loaded machine they read slowly:
+    # what waits for them is most of the site's growth (18 to 23 MiB with no stalled reader, a
+    # core taken by a busy loop). So the same flood runs first in a room no one stalls in; the
+    # stalled readers' cost is what the second flood needs beyond the first one's peak.
+    with peak_memory(site) as without_stalled:
+        run_async(flood(site, new_room(), senders=12, messages_each=30), 240)
     room = new_room()
     # The sync client stops reading from its socket once 4 frames wait unread: a tab whose
     # machine went to sleep, or a client that never reads. Such a client never reads as far as
@@ -682,16 +688,21 @@ def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
         ]
         for ws in stalled:
             wait_until_joined(ws)
-        before = site_memory(site)
-        with peak_memory(site) as highest:
-            count = run_async(flood(site, room, senders=12, messages_each=30), 240)
-        growth = highest[0] - before
-        sent_to_stalled = count * LONGEST_FRAME_OUT * STALLED_READERS
+        with peak_memory(site) as with_stalled:
+            run_async(flood(site, room, senders=12, messages_each=30), 240)
+        growth = with_stalled[0] - without_stalled[0]
+        # What the room took (a busy room may refuse some of the flood), each sent to every
+        # stalled reader.
+        sent_to_stalled = len(stored(site, room)) * LONGEST_FRAME_OUT * STALLED_READERS
         print(
             f"{STALLED_READERS} stalled readers sent {sent_to_stalled / MiB:.0f} MiB:"
-            f" site memory +{growth / MiB:.1f} MiB"
+            f" site memory +{growth / MiB:.1f} MiB over the same flood without them"
         )
-        assert growth < sent_to_stalled / 2  # 24 MiB of 33 before the outbox; 3.5 to 12 since
+        # Before the writer split bursts into events of 64K characters, 24 MiB of 33 stayed.
+        # The outbox's limits matter little at this size: Linux's socket buffers take several
+        # MiB per connection on loopback, and the bound held with those limits raised to 1 GiB.
+        # Its limit is tested in-process: tests/inprocess/step06/test_consumers.py.
+        assert growth < sent_to_stalled / 2
         # One more message, after the flood: its previous_id shows a reader what it lacks.
         # The room may still be busy with the flood, and say so: then it is sent again.
         with join(site, room) as ws:
@@ -721,7 +732,6 @@ async def flood(site, room, senders, messages_each):
         await asyncio.gather(*(send(client) for client in clients))
     finally:
         await close_all(clients)
-    return senders * messages_each
 
 
 def catch_up(ws, rows, timeout=PAGE_TIMEOUT):
