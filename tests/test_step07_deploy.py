@@ -47,6 +47,7 @@ from tools.chat_driver import (
     said_all_taken,
     said_once_taken,
     say,
+    say_all_until_taken,
     send_from,
     send_until_answered,
     shown,
@@ -672,8 +673,8 @@ LONGEST_FRAME_OUT = 12 * 1980
 
 def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
     # The flood's own senders read everything too, and on a loaded machine they read slowly:
-    # what waits for them is most of the site's growth (18 to 23 MiB with no stalled reader, a
-    # core taken by a busy loop). So the same flood runs first in a room no one stalls in; the
+    # what waits for them is most of the site's growth (18 to 23 MiB with no stalled reader,
+    # busy loops taking the cores). So the same flood runs first in a room no one stalls in; the
     # stalled readers' cost is what the second flood needs beyond the first one's peak.
     with peak_memory(site) as without_stalled:
         run_async(flood(site, new_room(), senders=12, messages_each=30), 240)
@@ -691,8 +692,8 @@ def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
         with peak_memory(site) as with_stalled:
             run_async(flood(site, room, senders=12, messages_each=30), 240)
         growth = with_stalled[0] - without_stalled[0]
-        # What the room took (a busy room may refuse some of the flood), each sent to every
-        # stalled reader.
+        # What the room took (all of the flood, resent until taken), sent to every stalled
+        # reader.
         sent_to_stalled = len(stored(site, room)) * LONGEST_FRAME_OUT * STALLED_READERS
         print(
             f"{STALLED_READERS} stalled readers sent {sent_to_stalled / MiB:.0f} MiB:"
@@ -714,22 +715,14 @@ def test_clients_that_stop_reading_cost_bounded_memory_and_catch_up_later(site):
 
 async def flood(site, room, senders, messages_each):
     """`senders` clients each send `messages_each` of the longest messages (within flood
-    control's burst) and wait until they have heard as many messages as each sent; returns
-    how many were sent."""
+    control's burst), and say again what the room refuses, until it has taken them all."""
     url = site.ws_url + chat_path(room)
     clients = [ChatClient(url, f"flood-{n}", origin=site.http_url) for n in range(senders)]
     try:
         for client in clients:
             await client.open()
-
-        async def send(client):
-            for _ in range(messages_each):
-                # As a browser sends it: the characters as they are, not escaped.
-                frame = json.dumps({"message": LONGEST_MESSAGE}, ensure_ascii=False)
-                await client.send_frame(frame)
-            await client.wait_for(lambda c: len(c.messages()) >= messages_each, PAGE_TIMEOUT)
-
-        await asyncio.gather(*(send(client) for client in clients))
+        texts = [LONGEST_MESSAGE] * messages_each
+        await asyncio.gather(*(say_all_until_taken(c, texts, "flood") for c in clients))
     finally:
         await close_all(clients)
 

@@ -58,6 +58,9 @@ CATCH_UP_FIRST_WAIT = 1.0
 CATCH_UP_LONGEST_WAIT = 8.0
 TIMEOUT = 30  # seconds any single wait of a raw socket or a page may take
 PAGE_TIMEOUT = 60  # seconds for a page to show everything after a load (2 shared cores)
+RESEND_INTERVAL = (
+    0.1  # seconds between a client's resends of refused messages (flood control: 12/s)
+)
 BUSY_REFUSAL = "the room is busy: "  # step 06's refusal when the process is behind
 CONNECTED = re.compile(r"^connected")  # the page's status, not "disconnected ..."
 
@@ -205,7 +208,8 @@ class ChatClient:
         """Sends a chat message {"message": text} (with "ref" when given) and records it."""
         frame = {"message": text} if ref is None else {"message": text, "ref": ref}
         self.sent.append(Sent(self.frames_sent + 1, text, ref, time.perf_counter()))
-        await self.send_frame(json.dumps(frame))
+        # As a browser's JSON.stringify sends it: characters as they are, not \uXXXX escapes.
+        await self.send_frame(json.dumps(frame, ensure_ascii=False))
 
     async def close(self):
         if self.websocket is not None:
@@ -331,6 +335,40 @@ async def send_until_answered(client, count, label, timeout=TIMEOUT):
 
     await client.wait_for(answered, timeout)
     return client
+
+
+async def say_all_until_taken(client, texts, label, timeout=PAGE_TIMEOUT):
+    """Says each of `texts` with a ref of its own, then waits until the room has taken every
+    one (its own copy came back), saying again, with the same ref, each one the room refuses
+    (busy, or past flood control): one every RESEND_INTERVAL seconds, below flood control's
+    rate, as a page's "send again" would. A ref the room has stored already is answered with
+    the stored copy, so nothing is stored twice."""
+    refs = {client.new_ref(label, number): text for number, text in enumerate(texts)}
+    for ref, text in refs.items():
+        await client.say(text, ref=ref)
+    deadline = time.perf_counter() + timeout
+    refusals_read, to_resend = 0, []
+    while True:
+        seen = len(client.received)
+        taken = {m.get("ref") for m in client.messages()}
+        if refs.keys() <= taken:
+            return
+        refusals = client.refusals()
+        for refusal in refusals[refusals_read:]:
+            ref = refusal["refused"].get("ref")
+            if ref in refs and ref not in taken and ref not in to_resend:
+                to_resend.append(ref)
+        refusals_read = len(refusals)
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{client.name}: {len(refs.keys() - taken)} never taken")
+        if to_resend:
+            await asyncio.sleep(RESEND_INTERVAL)
+            ref = to_resend.pop(0)
+            if ref not in {m.get("ref") for m in client.messages()}:
+                await client.say(refs[ref], ref=ref)
+        else:  # until a frame comes, or half a second
+            with contextlib.suppress(TimeoutError):
+                await client.wait_for(lambda c, seen=seen: len(c.received) > seen, 0.5)
 
 
 @dataclass
