@@ -2,17 +2,19 @@
 
     python -m tools.run_tests [--step 06] django30 current [pytest options]
 
-The tracks run side by side. Per track, one pytest process runs everything that talks to
-steps from outside (servers, browsers, READMEs, notebooks), and each directory under
-tests/inprocess/ gets a pytest process of its own, because every step's package is called
-`newtest` and one Python process can import only one of them. With `--step 06`, only that
-step's tests run: tests/test_step06_*.py in one process, tests/inprocess/step06 in another.
+The tracks run side by side, and each track's tests in two lanes side by side: the tests that
+talk to steps from outside (servers, browsers, READMEs, notebooks) are split between two pytest
+processes (SECOND_PART names the files of the second), and after the second come the
+directories under tests/inprocess/, a pytest process each, because every step's package is
+called `newtest` and one Python process can import only one of them. A lane spends much of its
+time waiting (on servers starting, on pauses a test needs): four lanes keep the two cores busy
+where two left them idle a third of the time. With `--step 06`, only that step's tests run, in
+one lane: tests/test_step06_*.py in one process, then tests/inprocess/step06 in another.
 Progress is printed as it comes (pytest's line of results per test file, and a line per
 finished pytest process); at the end come the full outputs, track by track in a fixed order,
 the reasons for every skipped test, the slowest tests of the whole run and each pytest
 process's time, a check that no process started by the run is still alive, and one summary
-line.
-"""
+line."""
 
 import json
 import os
@@ -67,21 +69,48 @@ def ruff_findings():
     return failures, "".join(findings)
 
 
-def pytest_runs(track, extra_args, step=None):
-    """(label, argv) of each pytest process of one track, in the order they run: the whole
-    suite, or with `step` ("06") only that step's test files and in-process tests."""
+# The second of a track's two out-of-process pytest processes: these files took 381 s of the
+# django30 track's 763 in a CI run (tests/test_benchmark.py 122, test_step07_deploy.py 110),
+# about what the rest took. A new test file goes to the first process unless named here.
+SECOND_PART = [
+    "tests/test_benchmark.py",
+    "tests/test_environments.py",
+    "tests/test_notebooks.py",
+    "tests/test_run_tests.py",
+    "tests/test_setup_commands.py",
+    "tests/test_step06_busy_room.py",
+    "tests/test_step06_room_throughput.py",
+    "tests/test_step07_deploy.py",
+    "tests/test_step_requirements.py",
+]
+
+
+def pytest_lanes(track, extra_args, step=None):
+    """The pytest processes of one track, as lanes that run side by side, each a list of
+    (label, argv) run one after the other: the whole suite in two lanes, or with `step`
+    ("06") that step's test files and in-process tests in one."""
     base = [str(track_python(track)), "-m", "pytest", *PYTEST_OPTIONS, *extra_args]
     tests = REPO_ROOT / "tests"
     if step is None:
-        yield "out of process", base + ["tests", "--ignore=tests/inprocess"]
         in_process = sorted((tests / "inprocess").glob("step*"))
-    else:
-        files = sorted(tests.glob(f"test_step{step}_*.py"))
-        if files:
-            yield "out of process", base + [str(f.relative_to(REPO_ROOT)) for f in files]
-        in_process = [d for d in [tests / "inprocess" / f"step{step}"] if d.is_dir()]
-    for step_tests in in_process:
-        yield f"in process, {step_tests.name}", base + [str(step_tests.relative_to(REPO_ROOT))]
+        first = ["tests", "--ignore=tests/inprocess", *(f"--ignore={f}" for f in SECOND_PART)]
+        return [
+            [("out of process, part 1", base + first)],
+            [("out of process, part 2", base + SECOND_PART)]
+            + [in_process_run(base, directory) for directory in in_process],
+        ]
+    lane = []
+    files = sorted(tests.glob(f"test_step{step}_*.py"))
+    if files:
+        lane.append(("out of process", base + [str(f.relative_to(REPO_ROOT)) for f in files]))
+    directory = tests / "inprocess" / f"step{step}"
+    if directory.is_dir():
+        lane.append(in_process_run(base, directory))
+    return [lane]
+
+
+def in_process_run(base, directory):
+    return f"in process, {directory.name}", base + [str(directory.relative_to(REPO_ROOT))]
 
 
 def step_number(step):
@@ -117,13 +146,14 @@ def slowest(durations, shown=SLOWEST_SHOWN):
 
 
 class TrackRun:
-    """One track's pytest processes, run one after the other in a thread of their own."""
+    """One lane of a track's pytest processes, run one after the other in a thread of their
+    own."""
 
-    def __init__(self, track, extra_args, started, step=None):
+    def __init__(self, track, lane, extra_args, started):
         self.track = track
+        self.lane = lane
         self.extra_args = extra_args
         self.started = started
-        self.step = step
         self.outputs = []
         self.failures = []
         self.skip_reasons = []
@@ -136,7 +166,7 @@ class TrackRun:
         print(f"[{elapsed / 60:4.1f} min] {self.track}, {text}", flush=True)
 
     def run(self):
-        for label, argv in pytest_runs(self.track, self.extra_args, self.step):
+        for label, argv in self.lane:
             with tempfile.NamedTemporaryFile(suffix=".json") as durations_file:
                 began = time.monotonic()
                 process = subprocess.Popen(
@@ -234,8 +264,12 @@ def main():
     )
     # Lint first: it takes a second, and its findings fail the run after the tests have run.
     lint_failures, lint_findings = ruff_findings()
-    # The servers under test take free ports, so the tracks never collide.
-    runs = [TrackRun(track, extra_args, started, step) for track in tracks]
+    # The servers under test take free ports, so the tracks and lanes never collide.
+    runs = [
+        TrackRun(track, lane, extra_args, started)
+        for track in tracks
+        for lane in pytest_lanes(track, extra_args, step)
+    ]
     threads = [threading.Thread(target=run.run) for run in runs]
     for thread in threads:
         thread.start()
