@@ -84,7 +84,7 @@ INPROCESS = {
         "inprocess_requests": 20,
         "inprocess_broadcasts": 3,
         "hop_calls": 200,
-        "tail_seconds": 1.0,
+        "tail_seconds": 0.3,
         "servers": ("uvicorn",),
     },
 }

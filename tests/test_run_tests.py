@@ -7,6 +7,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from tools.readme_console import console_commands
 from tools.repository import REPO_ROOT
 from tools.run_tests import PYTEST_OPTIONS, follow_progress
@@ -65,6 +67,9 @@ def test_the_readmes_command_runs_one_step_on_one_track():
     ]
 
 
+# Run on one track: the narrowing is make's and run_tests.py's, the same for either track, and
+# each track's environment runs the whole suite under make test anyway.
+@pytest.mark.track("django30")
 def test_one_steps_tests_on_one_track_then_the_slowest_and_the_time_per_process(track):
     """A real `make test STEP=04 TRACK=<this track>`, narrowed by PYTEST_ARGS to one test in
     each of step 04's two pytest processes (its test file under two servers, and its

@@ -48,15 +48,14 @@ def test_asgi_server_logs_the_request(asgi_server):
     asgi_server.wait_for_log(expected, after=mark)
 
 
-@pytest.mark.parametrize("server_name", ASGI_SERVERS)
-def test_readme_explains_what_a_browser_adds_to_the_log(serve, page, server_name):
+def test_readme_explains_what_a_browser_adds_to_the_log(asgi_server, page):
     """The lines the README explains below its listings are the ones a real browser causes,
     on both tracks: the favicon's 404, which daphne logs twice and uvicorn once."""
-    server = serve(STEP.name, server_name)
-    mark = server.log_mark()
-    page.goto(server.http_url + "/")
-    log = server.wait_for_log(FAVICON_404[server_name], after=mark)
-    assert log.count("Not Found: /favicon.ico") == {"daphne": 2, "uvicorn": 1}[server_name], log
+    mark = asgi_server.log_mark()
+    page.goto(asgi_server.http_url + "/")
+    log = asgi_server.wait_for_log(FAVICON_404[asgi_server.name], after=mark)
+    expected = {"daphne": 2, "uvicorn": 1}[asgi_server.name]
+    assert log.count("Not Found: /favicon.ico") == expected, log
 
 
 # --- static files under an ASGI server ----------------------------------------------------------
@@ -88,11 +87,10 @@ def load_and_read_styles(page, url):
     return {href: (statuses.get(href), count) for href, count in rules}, header_background
 
 
-@pytest.mark.parametrize("server_name", ASGI_SERVERS)
-def test_the_admin_login_page_is_styled_under_the_asgi_server(serve, page, server_name):
-    server = serve(STEP.name, server_name)
-    stylesheets, header_background = load_and_read_styles(page, server.http_url + "/admin/login/")
-    assert server.http_url + "/static/admin/css/base.css" in stylesheets, stylesheets
+def test_the_admin_login_page_is_styled_under_the_asgi_server(asgi_server, page):
+    url = asgi_server.http_url
+    stylesheets, header_background = load_and_read_styles(page, url + "/admin/login/")
+    assert url + "/static/admin/css/base.css" in stylesheets, stylesheets
     for href, (status, rules) in stylesheets.items():
         assert status == 200 and rules > 0, (href, status, rules)
     assert header_background not in ("rgba(0, 0, 0, 0)", "transparent")

@@ -366,11 +366,22 @@ class DeployStack:
             view.nginx.stop()
 
     def stop(self):
-        """Stops nginx first, then the workers, then Redis and PostgreSQL: every one, even if
-        one fails."""
+        """Stops nginx first, then the workers side by side, then Redis and PostgreSQL: every
+        one, even if one fails. (On Python 3.11 a worker's stop can take the whole 10 seconds
+        of --timeout-graceful-shutdown, see the step's README: one after the other, two such
+        stops would take 20.)"""
         with contextlib.ExitStack() as stack:
-            for process in self.processes:
-                stack.callback(process.stop)
+            for process in (self.postgres, self.redis):
+                if process is not None:
+                    stack.callback(process.stop)
+            stack.callback(self.stop_workers)
+            if self.nginx is not None:
+                stack.callback(self.nginx.stop)
+
+    def stop_workers(self):
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(self.workers))) as stopping:
+            for stopped in [stopping.submit(worker.stop) for worker in self.workers]:
+                stopped.result()
 
     def __enter__(self):
         return self.start()

@@ -69,15 +69,12 @@ def ruff_findings():
     return failures, "".join(findings)
 
 
-# The second of a track's two out-of-process pytest processes: these files took 381 s of the
-# django30 track's 763 in a CI run (tests/test_benchmark.py 122, test_step07_deploy.py 110),
-# about what the rest took. A new test file goes to the first process unless named here.
+# The second of a track's two out-of-process pytest processes: the files that ended last when
+# everything ran in one (the benchmark's tiny run, step 07's sites, the fresh installs), about
+# half of the suite's time in a CI run. A new test file goes to the first process unless named
+# here.
 SECOND_PART = [
     "tests/test_benchmark.py",
-    "tests/test_environments.py",
-    "tests/test_notebooks.py",
-    "tests/test_run_tests.py",
-    "tests/test_setup_commands.py",
     "tests/test_step06_busy_room.py",
     "tests/test_step06_room_throughput.py",
     "tests/test_step07_deploy.py",
