@@ -704,14 +704,23 @@ def shown(page):
 def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
     """Waits until the page shows exactly the stored rows [(id, text)]: their ids, in order,
     each once, each item holding its message's text."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     expected = [number for number, _ in rows]
     try:
-        wait_until(
-            lambda: [number for number, _ in shown(page)] == expected,
-            timeout=timeout,
-            message=f"the page to show the {len(expected)} stored messages",
+        # Checked in the page, every 100 ms: reading the whole list out of the page 20 times
+        # a second, as a poll from here would, cost Chromium more CPU than the chat itself.
+        page.wait_for_function(
+            """expected => {
+              const ids = Array.from(document.querySelectorAll("#messages li[data-id]"),
+                                     (item) => Number(item.dataset.id));
+              return ids.length === expected.length && ids.every((id, i) => id === expected[i]);
+            }""",
+            arg=expected,
+            polling=100,
+            timeout=timeout * 1000,
         )
-    except TimeoutError:
+    except PlaywrightTimeoutError:
         ids = [number for number, _ in shown(page)]
         missing = sorted(set(expected) - set(ids))
         extra = sorted(set(ids) - set(expected))

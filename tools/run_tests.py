@@ -7,8 +7,8 @@ talk to steps from outside (servers, browsers, READMEs, notebooks) are split bet
 processes (SECOND_PART names the files of the second), and after the second come the
 directories under tests/inprocess/, a pytest process each, because every step's package is
 called `newtest` and one Python process can import only one of them. A lane spends much of its
-time waiting (on servers starting, on pauses a test needs): four lanes keep the two cores busy
-where two left them idle a third of the time. With `--step 06`, only that step's tests run, in
+time waiting (on servers starting and stopping, on pauses a test needs): four lanes kept the
+two cores 92% busy in a CI run. With `--step 06`, only that step's tests run, in
 one lane: tests/test_step06_*.py in one process, then tests/inprocess/step06 in another.
 Progress is printed as it comes (pytest's line of results per test file, and a line per
 finished pytest process); at the end come the full outputs, track by track in a fixed order,
