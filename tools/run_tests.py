@@ -70,11 +70,12 @@ def ruff_findings():
 
 
 # The second of a track's two out-of-process pytest processes: the files that ended last when
-# everything ran in one (the benchmark's tiny run, step 07's sites, the fresh installs), about
-# half of the suite's time in a CI run. A new test file goes to the first process unless named
-# here.
+# everything ran in one (the benchmark's tiny run, step 07's sites, the fresh install), and the
+# READMEs' outputs (django30 only, where the first process took longer), about half of the
+# suite's time in a CI run. A new test file goes to the first process unless named here.
 SECOND_PART = [
     "tests/test_benchmark.py",
+    "tests/test_readme_outputs.py",
     "tests/test_step06_busy_room.py",
     "tests/test_step06_room_throughput.py",
     "tests/test_step07_deploy.py",
