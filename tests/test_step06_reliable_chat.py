@@ -554,11 +554,13 @@ def test_a_bad_frame_is_refused_by_its_ref_on_that_socket_only_and_nothing_is_st
         assert refusal["error"] and refusal["refused"]["ref"] == ref
         assert refusal["refused"]["number"] == 1
         say(alice, LONGEST_TEXT, ref="longest")
-        # Nothing but bob's own "joined" came before it. Bob's history may be read while the
-        # longest text is stored: it then comes in the history, before "joined" ([]), or just
-        # after the history was read, and "joined" names it as the room's newest.
-        before = frames_before(bob, LONGEST_TEXT)
+        # Taken first (a busy refusal goes to alice, who sends it again with its ref), then
+        # read on bob's side: nothing but bob's own "joined" came before it. Bob's history may
+        # be read while the longest text is stored: it then comes in the history, before
+        # "joined" ([]), or just after the history was read, and "joined" names it as the
+        # room's newest.
         longest = heard_message(alice, LONGEST_TEXT)
+        before = frames_before(bob, LONGEST_TEXT)
         assert longest["ref"] == "longest"
         joined = [{"joined": room, "newest_id": newest} for newest in (None, longest["id"])]
         assert before in ([], [joined[0]], [joined[1]]), before

@@ -600,7 +600,7 @@ def heard_all_taken(ws, texts):
         frame = heard(ws)
         refused = (frame.get("refused") or {}).get("message")
         if refused in waiting and busy_refusal_of(frame, refused):
-            say_again_in_a_moment(ws, refused)
+            say_again_in_a_moment(ws, frame)
         elif frame.get("message") in waiting and "error" not in frame:
             waiting.discard(frame["message"])
             arrived.append(frame)
@@ -613,9 +613,10 @@ def busy_refusal_of(frame, text):
     return refused.get("message") == text and frame["error"].startswith(BUSY_REFUSAL)
 
 
-def say_again_in_a_moment(ws, text):
+def say_again_in_a_moment(ws, refusal):
+    """Says a message the room refused as busy again, with the ref it had, as a page does."""
     time.sleep(0.5)
-    say(ws, text)
+    say(ws, refusal["refused"]["message"], ref=refusal["refused"].get("ref"))
 
 
 def said_once_taken(ws, text):
@@ -647,7 +648,7 @@ def frames_before(ws, text):
     while True:
         frame = heard(ws)
         if busy_refusal_of(frame, text):  # not something on its way: the room was busy
-            say_again_in_a_moment(ws, text)
+            say_again_in_a_moment(ws, frame)
         elif frame.get("message") == text and "error" not in frame:
             return before
         else:
