@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-IGNORED = {"__pycache__", "db.sqlite3", ".ipynb_checkpoints"}
+# db.sqlite3 and the WAL files SQLite keeps beside it while step 06 and 07 run (chat/sqlite_wal.py)
+IGNORED = {"__pycache__", "db.sqlite3", "db.sqlite3-shm", "db.sqlite3-wal", ".ipynb_checkpoints"}
 
 
 def tree_lines(directory, prefix=""):

@@ -26,7 +26,7 @@ MIGRATE_COMMAND = "python manage.py migrate --noinput"
 # What a copy of a step leaves out: what running it made, not what a learner wrote.
 # (Step 07 keeps its secret key and PostgreSQL's cluster in run/.)
 NOT_COPIED = shutil.ignore_patterns(
-    "db.sqlite3", "__pycache__", "*.pyc", "staticfiles", "secret_key", "postgres"
+    "db.sqlite3", "db.sqlite3-*", "__pycache__", "*.pyc", "staticfiles", "secret_key", "postgres"
 )
 
 
