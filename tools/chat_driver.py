@@ -58,9 +58,8 @@ CATCH_UP_FIRST_WAIT = 1.0
 CATCH_UP_LONGEST_WAIT = 8.0
 TIMEOUT = 30  # seconds any single wait of a raw socket or a page may take
 PAGE_TIMEOUT = 60  # seconds for a page to show everything after a load (2 shared cores)
-RESEND_INTERVAL = (
-    0.1  # seconds between a client's resends of refused messages (flood control: 12/s)
-)
+# Seconds between one client's resends of refused messages: below flood control's 12 a second.
+RESEND_INTERVAL = 0.1
 BUSY_REFUSAL = "the room is busy: "  # step 06's refusal when the process is behind
 CONNECTED = re.compile(r"^connected")  # the page's status, not "disconnected ..."
 
