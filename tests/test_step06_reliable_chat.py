@@ -296,13 +296,29 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
     def what_differs():
         texts = [text for _, text in stored(directory, room)]
         wanted = kept() + confirmed
+        missing = sorted(set(wanted) - set(texts))
         outboxes = [page.locator("#outbox li").all_text_contents() for page in pages]
+        # Where each missing line got to: how often its page sent it, and what the page shows.
+        traces = {
+            text: {
+                "sent": [frame for frame in proxy.sent if frame["message"] == text],
+                "shown": [
+                    line
+                    for line in page.locator("#messages li").all_text_contents()
+                    if text in line
+                ],
+                "left in the input": page.input_value("#message"),
+            }
+            for text in missing
+            if text in typed
+            for page, proxy in [(pages[int(text.split()[1])], proxies[int(text.split()[1])])]
+        }
         return (
             f"the stored messages to be the kept typed lines and the confirmed ones: "
-            f"{len(texts)} stored, {len(wanted)} wanted; not stored: "
-            f"{sorted(set(wanted) - set(texts))}; not wanted: {sorted(set(texts) - set(wanted))}; "
-            f"the pages' outboxes: {outboxes}; statuses: "
-            f"{[page.locator('#status').text_content() for page in pages]}"
+            f"{len(texts)} stored, {len(wanted)} wanted; not stored: {missing}; "
+            f"not wanted: {sorted(set(texts) - set(wanted))}; the pages' outboxes: {outboxes}; "
+            f"statuses: {[page.locator('#status').text_content() for page in pages]}; "
+            f"the missing typed lines: {traces}"
         )
 
     rows = wait_in_page(
