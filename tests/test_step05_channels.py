@@ -24,6 +24,7 @@ from tests.raw_websocket import raw_handshake
 from tests.system_tools import require_tool
 from tools.chat_driver import (
     TIMEOUT,
+    click_send,
     closed_with,
     frames_before,
     heard,
@@ -548,7 +549,7 @@ def test_browser_pages_in_one_room_see_each_other_and_not_another_room(server, p
     bob = open_room(page.context.new_page(), server, lobby)
     carol = open_room(page.context.new_page(), server, kitchen)
 
-    send_from(alice, "hello from alice")
+    click_send(alice, "hello from alice")  # the Send button; the rest press Enter
     bob.locator("#messages li", has_text="hello from alice").wait_for(timeout=TIMEOUT * 1000)
     send_from(bob, "hello from bob")
     alice.locator("#messages li", has_text="hello from bob").wait_for(timeout=TIMEOUT * 1000)

@@ -28,6 +28,7 @@ from tools.chat_driver import (
     EventLoopThread,
     chat_page_url,
     chat_path,
+    click_send,
     close_all,
     closed_with,
     count_sockets,
@@ -45,6 +46,7 @@ from tools.chat_driver import (
     said_all_taken,
     said_once_taken,
     say,
+    say_all_until_taken,
     send_from,
     send_until_answered,
     shown,
@@ -129,8 +131,13 @@ def assert_one_refusal_per_refused_message(client):
         assert refusal["error"].startswith(("too many messages", BUSY)), refusal["error"]
         assert sent[refused["message"]].number == refused["number"]
         assert sent[refused["message"]].ref == refused["ref"]
+    # A message sent once is refused or accepted, never both (one sent again after a busy
+    # refusal, with its ref, may be accepted the second time).
     accepted_own = {m["ref"] for m in client.messages() if m.get("ref")}
-    assert not accepted_own & {r["refused"]["ref"] for r in refusals}
+    sent_once = {
+        ref for ref, times in collections.Counter(s.ref for s in client.sent).items() if times == 1
+    }
+    assert not accepted_own & {r["refused"]["ref"] for r in refusals} & sent_once
     return {r["refused"]["message"] for r in refusals}
 
 
@@ -421,6 +428,13 @@ def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_heard_agai
 ):
     room = new_room()
 
+    def flood_refused(client):
+        return {
+            r["refused"]["message"]
+            for r in client.refusals()
+            if r["error"].startswith("too many messages")
+        }
+
     async def scenario():
         readers = [
             await ChatClient(server.ws_url + chat_path(room), f"reader-{i}").open()
@@ -434,34 +448,44 @@ def test_a_sender_past_the_limit_is_told_once_per_refused_message_and_heard_agai
             started = time.perf_counter()
             for flood_round in range(10):
                 await send_until_answered(flooder, BURST + 30, f"flood{flood_round}")
-                if flooder.refusals():
+                if flood_refused(flooder):
                     break
             flooding = time.perf_counter() - started
             # A pause on the same socket: its allowance refills to the full burst, no more...
             await asyncio.sleep(BURST / RATE)
-            await send_until_answered(flooder, BURST, "again")  # ...which is all accepted
-            last = flooder.sent[-1].text
+            again = [f"again flooder #{number}" for number in range(BURST)]
+            # ...which flood control takes whole. (A loaded machine may refuse some as busy:
+            # they are said again, one at a time, until taken.)
+            await say_all_until_taken(flooder, again, "again")
             for reader in readers:
-                await reader.wait_for(lambda c: last in c.texts(), TIMEOUT)
+                await reader.wait_for(lambda c: set(again) <= set(c.texts()), TIMEOUT)
             return flooder, readers, flooding
         finally:
             await close_all([*readers, flooder])
 
     flooder, readers, flooding = run_async(scenario())
     refused = assert_one_refusal_per_refused_message(flooder)
-    # Counted from what came back: the sender's own copies, not "sent minus refused".
+    # Counted from what came back: the sender's own copies and the refusals, each by name.
     own = {m["message"] for m in flooder.messages() if m.get("ref")}
     flood_sent = {s.text for s in flooder.sent if s.text.startswith("flood")}
     again_sent = {s.text for s in flooder.sent if s.text.startswith("again")}
     accepted = own & flood_sent
-    assert not accepted & refused and accepted | refused == flood_sent
-    # The whole burst at once, then RATE a second while the consumer worked through the rest.
-    assert BURST <= len(accepted) <= BURST + RATE * flooding + 1, (len(accepted), flooding)
-    assert own & again_sent == again_sent and not refused & again_sent
+    assert not accepted & refused and accepted | (refused & flood_sent) == flood_sent
+    # Past flood control: the whole burst at once, then RATE a second while the consumer worked
+    # through the rest. Of those, a loaded machine may have refused some as busy (by name).
+    past_flood_control = flood_sent - flood_refused(flooder)
+    assert accepted <= past_flood_control
+    assert BURST <= len(past_flood_control) <= BURST + RATE * flooding + 1, (
+        len(past_flood_control),
+        flooding,
+    )
+    if past_flood_control - accepted:
+        print(f"{len(past_flood_control - accepted)} refused as busy (a loaded machine)")
+    assert own & again_sent == again_sent and not flood_refused(flooder) & again_sent
     texts = stored_texts(migrated_step(STEP), room)
     assert sorted(texts) == sorted(accepted | again_sent)  # nothing refused is stored
     for reader in readers:
-        assert not refused & set(reader.texts())  # ...or broadcast
+        assert not (refused & flood_sent) & set(reader.texts())  # ...or broadcast
         assert accepted | again_sent <= set(reader.texts())
     assert no_database_trouble(server)
 
@@ -649,7 +673,8 @@ def test_a_logged_in_page_shows_the_username_and_anonymous_ones_show_anonymous(
     alice = log_in(chromium_browser, server, username, "correct horse battery", room)
     visitor = open_room_page(chromium_browser, server, room)
     stale = open_room_page(chromium_browser, server, room, cookies=[STALE_SESSION])
-    typed_until_taken(alice, "hello from alice")
+    click_send(alice, "hello from alice")  # the Send button; the rest press Enter
+    wait_until_taken(alice, "hello from alice")
     wait_until(lambda: len(shown(visitor)) == 1, timeout=TIMEOUT)
     typed_until_taken(visitor, "hello from nobody")
     wait_until(lambda: len(shown(stale)) == 2, timeout=TIMEOUT)

@@ -37,6 +37,7 @@ from tools.chat_driver import (
     ChatClient,
     EventLoopThread,
     chat_path,
+    click_send,
     close_all,
     frames_before,
     heard,
@@ -48,7 +49,6 @@ from tools.chat_driver import (
     said_once_taken,
     say,
     say_all_until_taken,
-    send_from,
     send_until_answered,
     shown,
     typed_until_taken,
@@ -379,7 +379,7 @@ def test_over_tls_a_page_logs_in_and_chats_through_wss(site, chromium_browser):
     page.wait_for_url(f"{site.https_url}/chat/{room}/", timeout=TIMEOUT * 1000)
     assert page.inner_text("#me") == USERNAME
     wait_for_status(page, CONNECTED)  # the page's socket is wss://, through nginx
-    send_from(page, "over TLS")
+    click_send(page, "over TLS")  # the Send button; the rest press Enter
     wait_until_shows(page, stored_eventually(site, room, 1))
     assert USERNAME in shown(page)[0][1]
     context.close()

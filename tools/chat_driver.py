@@ -736,8 +736,23 @@ def wait_until_shows(page, rows, timeout=PAGE_TIMEOUT):
 
 
 def send_from(page, text):
+    """Types `text` into the page's message box and presses Enter. Not a click on Send: while
+    messages arrive, each one pushes the button down the page, and Playwright checks what is
+    under the pointer only when the mouse button goes down (its injected script: "check that
+    we hit the right element at the first event"). A message arriving before it comes up
+    moves the button away, no click happens, and the line is never sent: a test then waits
+    for it in vain. Enter goes to the box wherever the page has moved it.
+    `click_send` tests the button itself."""
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+
+
+def click_send(page, text):
+    """Types `text` and clicks Send, on a page nothing else is writing to (see send_from).
+    The page empties its box once it has the line: a click that missed leaves it full."""
     page.fill("#message", text)
     page.click("#send")
+    assert page.input_value("#message") == "", f"the click on Send did not send {text!r}"
 
 
 def typed_until_taken(page, text, timeout=PAGE_TIMEOUT):
