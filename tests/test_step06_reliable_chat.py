@@ -121,7 +121,7 @@ async def flood(url, room, count, name="flooder"):
 def assert_one_refusal_per_refused_message(client):
     """Each refusal names a message this socket sent, by its frame number and ref, and no
     message is refused twice or both refused and accepted."""
-    sent = {s.text: s for s in client.sent}
+    sent = {s.number: s for s in client.sent}  # a message said again is a frame of its own
     refusals = client.refusals()
     assert refusals, "a socket past the limit was never told"
     numbers = [r["refused"]["number"] for r in refusals]
@@ -129,8 +129,8 @@ def assert_one_refusal_per_refused_message(client):
     for refusal in refusals:
         refused = refusal["refused"]
         assert refusal["error"].startswith(("too many messages", BUSY)), refusal["error"]
-        assert sent[refused["message"]].number == refused["number"]
-        assert sent[refused["message"]].ref == refused["ref"]
+        assert sent[refused["number"]].text == refused["message"]
+        assert sent[refused["number"]].ref == refused["ref"]
     # A message sent once is refused or accepted, never both (one sent again after a busy
     # refusal, with its ref, may be accepted the second time).
     accepted_own = {m["ref"] for m in client.messages() if m.get("ref")}
