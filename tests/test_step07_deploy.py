@@ -818,7 +818,12 @@ def test_a_rolling_restart_loses_nothing(site, chromium_browser):
                 message="the pages' messages after the restart to be stored",
             )
             still_sending.clear()
-            # Every client holds what is stored, once the last messages on their way are.
+            # A last message from each sender, said until taken: a socket's frames are stored
+            # in the order they came, so once it is back, everything that sender said before
+            # it is stored (or was refused), and no message is on its way any more.
+            for client in clients[:2]:
+                loop.run(say_all_until_taken(client, [f"{client.name} done"], "done"))
+            # Every client holds what is stored.
             rows = wait_until(
                 lambda: (
                     (rows := stored(site, room))
