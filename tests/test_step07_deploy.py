@@ -55,6 +55,7 @@ from tools.chat_driver import (
     wait_for_status,
     wait_until_joined,
     wait_until_shows,
+    wait_until_taken,
 )
 from tools.deploy_stack import (
     DATABASES,
@@ -380,6 +381,7 @@ def test_over_tls_a_page_logs_in_and_chats_through_wss(site, chromium_browser):
     assert page.inner_text("#me") == USERNAME
     wait_for_status(page, CONNECTED)  # the page's socket is wss://, through nginx
     click_send(page, "over TLS")  # the Send button; the rest press Enter
+    wait_until_taken(page, "over TLS")  # sent again if a loaded machine is busy
     wait_until_shows(page, stored_eventually(site, room, 1))
     assert USERNAME in shown(page)[0][1]
     context.close()
