@@ -65,8 +65,10 @@ def test_a_copied_step_installs_and_checks_in_a_fresh_environment(step, track, t
             "VIRTUAL_ENV": str(venv),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             # pip compiles every installed module to bytecode, a third of the install's CPU
-            # here; the check below imports what it needs either way.
-            "PIP_NO_COMPILE": "1",
+            # here; the check below imports what it needs either way. pip reads the variable
+            # of its --compile option, PIP_COMPILE, as a plain yes or no; PIP_NO_COMPILE=1,
+            # which this test set before, turned compiling on.
+            "PIP_COMPILE": "0",
             # Step 07 reads its key from the environment, as its README exports it; the
             # steps before it have theirs in settings.py and ignore this.
             "DJANGO_SECRET_KEY": "a key for the check only, made up for this test",
