@@ -331,6 +331,7 @@ def test_the_tests_never_use_a_redis_they_did_not_start(redis_server):
         second.start()
     # Nothing was started, or the one that lost the port is stopped.
     assert second.process is None or second.process.poll() is not None
+    assert not os.path.exists(second.data_directory), "the refused Redis left its directory"
     assert redis_server.ping()  # and the one already there is untouched
 
 

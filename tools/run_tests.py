@@ -28,6 +28,7 @@ import time
 from tools.durations_plugin import DURATIONS_FILE
 from tools.leftover_processes import start_run, stop_leftovers
 from tools.repository import REPO_ROOT, STEP_DIRECTORIES, step_directory
+from tools.step_commands import MIGRATED_DATABASES
 from tools.tracks import TRACKS, track_python
 
 # Names a file to which the run writes every test's time as JSON ({"track test id": seconds}).
@@ -262,6 +263,9 @@ def main():
     )
     # Lint first: it takes a second, and its findings fail the run after the tests have run.
     lint_failures, lint_findings = ruff_findings()
+    # The run's migrated databases (tools/step_commands.migrate), removed when it ends.
+    databases = tempfile.TemporaryDirectory(prefix="migrated-databases-")
+    os.environ[MIGRATED_DATABASES] = databases.name
     # The servers under test take free ports, so the tracks and lanes never collide.
     runs = [
         TrackRun(track, lane, extra_args, started)
@@ -286,6 +290,7 @@ def main():
     print_times(runs)
 
     leftovers = stop_leftovers(run_id)
+    databases.cleanup()
     if leftovers:
         failures.append("processes left running (killed now): " + "; ".join(leftovers))
 
