@@ -128,7 +128,8 @@ def migrate(directory, env=None):
     arguments = MIGRATE_COMMAND.removeprefix("python manage.py ")
     databases = os.environ.get(MIGRATED_DATABASES)
     database = Path(directory) / SQLITE_FILE
-    if not databases or database.exists() or "DATABASE_URL" in {**os.environ, **(env or {})}:
+    postgres = {**os.environ, **(env or {})}.get("DATABASE_URL")  # step 07, when set
+    if not databases or database.exists() or postgres:
         return manage(directory, arguments, env=env)
     entry = Path(databases) / migrated_project_key(directory)
     with open(entry.with_suffix(".lock"), "w") as lock:
