@@ -240,15 +240,16 @@ def test_50_clients_sending_10_a_second_are_all_stored_and_reach_everyone(
 
 PAGES_TYPING = 3
 LINES_TYPED = 10  # by each page, one after the other: a person's pace is not flood control's
-CUT_AFTER = {2, 5, 8}  # the messages of each page whose answer is lost with the connection
+CUT_AFTER = {2, 5, 8}  # of each page's messages in the order stored: whose answer is lost
 
 
 def test_pages_typing_under_load_through_cut_connections_show_each_message_exactly_once(
     machine_to_itself, server, migrated_step, chromium_browser
 ):
     """Three pages type while 20 clients keep the room busy; each page's connection is cut
-    three times between a message (stored) and its answer. Nobody resends by hand: each page
-    resends what it never heard back about, and every page shows every message once."""
+    three times between a message (stored) and its answer. Nobody resends a lost answer by
+    hand: each page resends what it never heard back about, and every page shows every message
+    once. (Only a line the room refuses as busy is sent again with its button, as it asks.)"""
     directory = migrated_step(STEP)
     room = new_room()
     pages, proxies = [], []
@@ -280,29 +281,30 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
         run_ = load.result()
     assert not run_.unanswered()
     assert_each_message_answered_once(run_)  # its own copy, or a refusal by name
-    # A loaded machine may push the room past what it stores in time: then a typed line is
-    # refused by name, shown with its text, and not stored; anything else is an error. A page
-    # may still be resending after the load (a cut connection), so this is read until settled.
     confirmed = sorted(run_.confirmed_texts())
+    # A loaded machine may push the room past what it stores in time: then a typed line is
+    # refused by name, shown with its text, and held in the outbox with a "send again" button
+    # (anything else on a page is an error). As the refusal asks, each is sent again, with
+    # its ref, until the room takes it: in a CI run 26 of the 30 lines were refused, none of
+    # the chosen ones was ever answered, and so none was cut. A page may still be resending
+    # after the load (a cut connection), so each line is waited for until its page shows it.
+    refused = set()
+    for page in pages:
+        for line in error_lines(page):
+            assert BUSY in line, line
+            refused |= {text for text in typed if f'"{text}"' in line}
+    for text in typed:
+        wait_until_taken(pages[int(text.split()[1])], text)
+    if refused:
+        print(f"{len(refused)} typed lines refused as busy and sent again (a loaded machine)")
 
-    def refused_typed():
-        refused = set()
-        for page in pages:
-            for line in error_lines(page):
-                assert BUSY in line, line
-                refused |= {text for text in typed if f'"{text}"' in line}
-        return refused
-
-    def kept():
-        return [text for text in typed if text not in refused_typed()]
-
-    def every_kept_and_confirmed_message_stored_once():
+    def every_typed_and_confirmed_message_stored_once():
         rows = stored(directory, room)
-        return sorted(text for _, text in rows) == sorted(kept() + confirmed) and rows
+        return sorted(text for _, text in rows) == sorted(typed + confirmed) and rows
 
     def what_differs():
         texts = [text for _, text in stored(directory, room)]
-        wanted = kept() + confirmed
+        wanted = typed + confirmed
         missing = sorted(set(wanted) - set(texts))
         outboxes = [page.locator("#outbox li").all_text_contents() for page in pages]
         # Where each missing line got to: how often its page sent it, and what the page shows.
@@ -321,7 +323,7 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
             for page, proxy in [(pages[int(text.split()[1])], proxies[int(text.split()[1])])]
         }
         return (
-            f"the stored messages to be the kept typed lines and the confirmed ones: "
+            f"the stored messages to be the typed lines and the confirmed ones: "
             f"{len(texts)} stored, {len(wanted)} wanted; not stored: {missing}; "
             f"not wanted: {sorted(set(texts) - set(wanted))}; the pages' outboxes: {outboxes}; "
             f"statuses: {[page.locator('#status').text_content() for page in pages]}; "
@@ -330,34 +332,21 @@ def test_pages_typing_under_load_through_cut_connections_show_each_message_exact
 
     rows = wait_in_page(
         pages[0],
-        every_kept_and_confirmed_message_stored_once,
+        every_typed_and_confirmed_message_stored_once,
         timeout=PAGE_TIMEOUT,
         message=what_differs,
     )
-    if refused_typed():
-        print(f"{len(refused_typed())} typed lines refused as busy (a loaded machine)")
-    for number, (page, proxy) in enumerate(zip(pages, proxies, strict=True)):
+    for page, proxy in zip(pages, proxies, strict=True):
         wait_until_shows(page, rows)  # every message once, in id order, on every page
         # The answer to a resend may come after the catch-up that showed the message.
-        wait_in_page(page, lambda page=page: page.locator("#outbox li:not(.refused)").count() == 0)
-        # Nothing but a busy room refused, nobody asked to decide anything; what it refused
-        # stays in the outbox, to be sent again with a click.
+        wait_in_page(page, lambda page=page: page.locator("#outbox li").count() == 0)
+        # Nothing but a busy room refused, nobody asked to decide anything.
         assert all(BUSY in line for line in error_lines(page)), error_lines(page)
-        held = page.locator("#outbox li.refused").all_text_contents()
-        assert all(text.startswith("not sent: page ") for text in held), held
-        assert {
-            text.removeprefix("not sent: ").removesuffix(" send again") for text in held
-        } <= refused_typed()
-        # Each chosen message had its answer cut, unless a loaded machine refused it as busy
-        # (then no answer carries its ref); each cut message went out again, with the same ref.
-        chosen = {f"page {number} line {order - 1}" for order in CUT_AFTER}
+        # Every line of the page was stored, so the answers chosen by number were all cut,
+        # each of a message of its own; each cut message went out again, with the same ref.
         cut = {frame["message"] for frame in proxy.sent if frame.get("ref") in proxy.cuts}
-        assert len(proxy.cuts) == len(cut) <= len(CUT_AFTER), proxy.cuts
-        assert chosen <= cut | refused_typed(), (chosen, cut, refused_typed())
+        assert len(proxy.cuts) == len(cut) == len(CUT_AFTER), (proxy.cuts, cut, refused)
         assert set(proxy.cuts) <= set(proxy.resent()), (proxy.cuts, proxy.resent())
-    # The resends were tried: a machine so loaded that every chosen message was refused would
-    # prove nothing about them.
-    assert any(proxy.cuts for proxy in proxies), [proxy.cuts for proxy in proxies]
     print("resent by the pages:", [len(proxy.resent()) for proxy in proxies])
     assert no_database_trouble(server)
 

@@ -822,15 +822,17 @@ def sockets_opened(page):
 class CuttingProxy:
     """The page's chat sockets pass through the test (Playwright's route_web_socket, connected
     to the real server). When the server answers a message whose number (1, 2, ... in the order
-    the page sent its messages, resends not counted) is in `cut_after`, the proxy drops that
-    answer and closes the connection, as a network failure between the message and its answer
-    would. `sent` holds every chat message frame the page sent, resends included."""
+    the page's messages were stored: their own copies coming back, resends not counted, a
+    refusal stores nothing) is in `cut_after`, the proxy drops that answer and closes the
+    connection, as a network failure between the message and its answer would. `sent` holds
+    every chat message frame the page sent, resends included."""
 
     def __init__(self, page, cut_after):
         self.page = page
         self.cut_after = set(cut_after)
         self.sent = []  # {"message", "ref"} frames, in the order the page sent them
         self.refs = []  # each ref once, in the order the page first sent it
+        self.answered = []  # each ref once, in the order its first own copy came back
         self.cuts = []  # the refs whose answer was dropped
         page.route_web_socket(re.compile(r"/ws/chat/"), self._connect)
 
@@ -848,8 +850,9 @@ class CuttingProxy:
         def from_server(raw):
             frame = json.loads(raw)
             ref = frame.get("ref") if isinstance(frame, dict) else None
-            if ref in self.refs and ref not in self.cuts:
-                if self.refs.index(ref) + 1 in self.cut_after:
+            if ref in self.refs and ref not in self.answered:
+                self.answered.append(ref)
+                if len(self.answered) in self.cut_after:
                     self.cuts.append(ref)
                     page_side.close(code=1011)  # closes the server's side too
                     return
