@@ -85,15 +85,6 @@ class RedisServer(ServerProcess):
         os.makedirs(self.data_directory, exist_ok=True)
         return self.start()
 
-    def start(self, ready_timeout=60):
-        try:
-            return super().start(ready_timeout)
-        except BaseException:
-            # Refused before anything started (PortTaken), the launcher stops nothing: the
-            # data directory made in __init__ must go all the same.
-            self.stop()
-            raise
-
     def stop(self, timeout=10):
         super().stop(timeout)
         shutil.rmtree(self.data_directory, ignore_errors=True)

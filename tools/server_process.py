@@ -151,20 +151,22 @@ class ServerProcess:
         return self.process.pid
 
     def start(self, ready_timeout=60):
-        if port_is_taken(self.port, self.host):
-            raise PortTaken(self.host, self.port)
-        with open(self.log_path, "ab") as log:
-            # A session of its own, so stop() can signal runserver's autoreload child as well.
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # Any failure stops what was started, and lets a subclass's stop() remove what it
+        # made before starting (Redis's and PostgreSQL's directories), even when nothing ran.
         try:
+            if port_is_taken(self.port, self.host):
+                raise PortTaken(self.host, self.port)
+            with open(self.log_path, "ab") as log:
+                # A session of its own, so stop() can signal runserver's autoreload child too.
+                self.process = subprocess.Popen(
+                    self.argv,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             # Found at the end of a test run even if it writes over its environment (nginx).
             note_session(self.process.pid)
             wait_until(
